@@ -1,0 +1,154 @@
+"""`explainrec`: the command line that people and the DVC stages call.
+
+    explainrec data fetch ml-100k                 real MovieLens-100K into data/raw/ml-100k (then `dvc add`)
+    explainrec data ingest --format ml-25m --input DIR --output DIR
+    explainrec data validate data/processed       quality suites; exit 1 with a report when they fail
+    explainrec run STEP                           one pipeline step with params.yaml (DVC stage commands)
+    explainrec steps                              the pipeline's steps, inputs and outputs
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from explainrec_core import pipeline
+from explainrec_core.config import DEFAULT_PARAMS, Config, load_config
+from explainrec_core.data import fetch as fetch_mod
+from explainrec_core.data import ingest as ingest_mod
+from explainrec_core.errors import ConfigError, DataError, ExplainRecError, QualityGateError
+from explainrec_core.quality.gate import validate_folder
+
+app = typer.Typer(help="ExplainRec: explainable LLM recommendation pipeline.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Fetch, ingest and validate data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+
+ParamsOption = Annotated[Path, typer.Option("--params", help="Settings file.")]
+# Exit codes: 1 = the quality gate failed, 2 = unusable input or settings.
+EXIT_GATE, EXIT_INPUT = 1, 2
+
+
+def _fail(exc: ExplainRecError) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_GATE if isinstance(exc, QualityGateError) else EXIT_INPUT)
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    dataset: Annotated[str, typer.Argument(help="Dataset to fetch; only ml-100k can be fetched offline.")],
+    output: Annotated[Path | None, typer.Option(help="Target folder (default data/raw/DATASET).")] = None,
+    dvc_add: Annotated[bool, typer.Option(help="Track the folder with `dvc add` when in a DVC repo.")] = True,
+) -> None:
+    """Fetch a public dataset into data/raw/ (checksummed) and track it with DVC."""
+    if dataset not in fetch_mod.DATASETS:
+        raise _fail(DataError(dataset, f"cannot fetch this dataset; fetchable: {sorted(fetch_mod.DATASETS)}. "
+                              "Download others yourself and run `explainrec data ingest`."))
+    output = output or Path("data/raw") / dataset
+    if fetch_mod.is_fetched(output, dataset):
+        console.print(f"{dataset}: already in {output} (checksums match)")
+    else:
+        with _progress() as progress:
+            task = progress.add_task(f"fetching {dataset}", total=len(fetch_mod.DATASETS[dataset]))
+            try:
+                fetch_mod.fetch_ml100k(output, progress=lambda done, total, name: progress.update(
+                    task, completed=done, description=f"fetching {dataset}: {name}"))
+            except ExplainRecError as exc:
+                raise _fail(exc) from None
+        console.print(f"{dataset}: fetched into {output}")
+    if dvc_add and Path(".dvc").is_dir():
+        proc = subprocess.run([sys.executable, "-m", "dvc", "add", "--quiet", str(output)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")] or [proc.stderr]
+            raise _fail(DataError(str(output), f"`dvc add` failed: {' '.join(errors)[:600]}"))
+        console.print(f"{dataset}: tracked by DVC ({output}.dvc)")
+
+
+@data_app.command("ingest")
+def data_ingest(
+    format: Annotated[str, typer.Option("--format", help=f"One of {sorted(ingest_mod.READERS)}.")],
+    input: Annotated[Path, typer.Option("--input", help="Folder of raw files.")],
+    output: Annotated[Path, typer.Option("--output", help="Folder for the parquet tables.")],
+) -> None:
+    """Normalise raw files into interactions/items/users parquet tables."""
+    with _progress() as progress:
+        progress.add_task(f"ingesting {format} from {input}", total=None)
+        try:
+            stats = ingest_mod.ingest(format, input, output)
+        except ExplainRecError as exc:
+            raise _fail(exc) from None
+    _print_stats(f"ingested {format} into {output}", stats)
+
+
+@data_app.command("validate")
+def data_validate(
+    folder: Annotated[Path, typer.Argument(help="Folder with the normalised tables (and samples, if built).")],
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Run the data-quality suites; exit 0 when all pass, 1 with a report of what failed."""
+    try:
+        cfg = load_config(params) if params.exists() else Config()
+        results = validate_folder(cfg, folder)
+    except (ExplainRecError, FileNotFoundError) as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_INPUT) from None
+    for result in results:
+        console.print(result.summary(), style="green" if result.success else "red", highlight=False)
+    if not all(r.success for r in results):
+        raise typer.Exit(EXIT_GATE)
+
+
+@app.command("run")
+def run(
+    step: Annotated[str, typer.Argument(help="Step name (see `explainrec steps`).")],
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Run one pipeline step with the settings in params.yaml."""
+    try:
+        cfg = load_config(params)
+        with _progress() as progress:
+            progress.add_task(f"step {step}", total=None)
+            stats = pipeline.run_step(step, cfg, Path("."))
+    except KeyError as exc:
+        raise _fail(ConfigError(str(exc.args[0]))) from None
+    except ExplainRecError as exc:
+        raise _fail(exc) from None
+    _print_stats(f"step {step} done", stats)
+
+
+@app.command("steps")
+def steps() -> None:
+    """List the pipeline's sources, steps and quality gate."""
+    table = Table("step", "group", "inputs", "outputs", "params")
+    for s in pipeline.SOURCES:
+        table.add_row(s.name, s.group, "-", s.path, "data")
+    for s in pipeline.STEPS:
+        table.add_row(s.name, s.group, ", ".join(s.deps), "\n".join(s.outs.values()), ", ".join(s.params))
+    g = pipeline.GATE
+    table.add_row(g.name, "quality", ", ".join(g.checks), g.report, ", ".join(g.params))
+    Console().print(table)
+
+
+def _print_stats(title: str, stats: dict) -> None:
+    table = Table(title=title, show_header=False)
+    for key, value in stats.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    app()

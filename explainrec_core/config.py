@@ -1,0 +1,138 @@
+"""Typed pipeline settings, loaded from params.yaml.
+
+params.yaml is the one source of truth: DVC tracks its keys as stage parameters, Dagster assets and the CLI
+read it through `load_config`. Unknown keys and wrong types are errors, so a typo never silently falls back
+to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from explainrec_core.errors import ConfigError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    format: str = "ml-100k"
+    """Raw format read by `data ingest`: `ml-100k` (GroupLens u.* or RecBole atomic files) or `ml-25m`."""
+    raw_dir: str = "data/raw/ml-100k"
+    """Folder of the raw files, relative to the project root; DVC-tracked with `dvc add`."""
+    processed_dir: str = "data/processed"
+    """Folder of the normalised tables, samples and cold-start sets."""
+
+
+@dataclass(frozen=True)
+class SamplesConfig:
+    history_len: int = 10
+    """How many previous rated items (time order) form a sample's history."""
+    min_history: int = 1
+    """Interactions with fewer previous items than this are not samples."""
+    like_threshold: float = 3.0
+    """label = rating > like_threshold."""
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    train: float = 0.8
+    """Share of samples (oldest first, global time order) in the training split."""
+    valid: float = 0.1
+    """Share in the validation split; the rest is the test split."""
+
+
+@dataclass(frozen=True)
+class ColdStartConfig:
+    max_user_train_interactions: int = 5
+    """A test sample is in the new-user set when its user has fewer training-period interactions than this."""
+    max_item_train_interactions: int = 5
+    """A test sample is in the new-item set when its item has fewer training-period interactions than this."""
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    min_timestamp: dt.date = dt.date(1990, 1, 1)
+    """Older interactions are timestamp errors; so are interactions in the future."""
+    label_rate_min: float = 0.2
+    """Lowest share of positive labels accepted in each split."""
+    label_rate_max: float = 0.8
+    """Highest share of positive labels accepted in each split."""
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    samples: SamplesConfig = field(default_factory=SamplesConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+
+    def __post_init__(self) -> None:
+        if not (0 < self.split.train and 0 <= self.split.valid and self.split.train + self.split.valid < 1):
+            raise ConfigError(
+                f"split: train ({self.split.train}) and valid ({self.split.valid}) must be positive and sum to < 1"
+            )
+        if not 1 <= self.samples.min_history <= self.samples.history_len:
+            raise ConfigError(
+                f"samples: need 1 <= min_history ({self.samples.min_history}) <= history_len "
+                f"({self.samples.history_len})"
+            )
+
+    def with_overrides(self, **sections: dict) -> Config:
+        """A copy with some fields replaced, e.g. `cfg.with_overrides(data={"raw_dir": "x"})`."""
+        return _build(Config, {**dataclasses.asdict(self), **{
+            k: {**dataclasses.asdict(getattr(self, k)), **v} for k, v in sections.items()
+        }}, "")
+
+
+def load_config(path: str | Path = DEFAULT_PARAMS) -> Config:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: settings file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return _build(Config, raw, str(path))
+
+
+def _build(cls: type, raw: object, where: str):
+    """Build dataclass `cls` from a mapping, checking keys and value types."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
+    values = {}
+    for name, value in raw.items():
+        values[name] = _coerce(hints[name], value, f"{where}:{name}" if where else name)
+    return cls(**values)
+
+
+def _coerce(tp: object, value: object, where: str):
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is dt.date and isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a date YYYY-MM-DD, got {value!r}") from None
+    if isinstance(tp, types.UnionType):
+        tp = tuple(typing.get_args(tp))
+    if isinstance(tp, type | tuple) and (not isinstance(value, tp) or isinstance(value, bool) and tp is not bool):
+        raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+    return value

@@ -1,0 +1,141 @@
+"""The quality gate: run the suites on the tables in a folder and report, readably, what failed.
+
+Used by the Dagster asset checks (blocking), the DVC `validate` stage and `explainrec data validate`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import great_expectations as gx
+import pandas as pd
+import polars as pl
+
+from explainrec_core.config import Config
+from explainrec_core.quality import suites
+
+logging.getLogger("great_expectations").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class Failure:
+    expectation: str
+    column: str | None
+    detail: str
+    examples: list = field(default_factory=list)
+
+    def __str__(self) -> str:
+        where = f"column '{self.column}'" if self.column else "table"
+        examples = f"; e.g. {self.examples[:5]}" if self.examples else ""
+        return f"{self.expectation} on {where}: {self.detail}{examples}"
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    name: str
+    file: str
+    n_rows: int
+    n_expectations: int
+    failures: list[Failure]
+
+    @property
+    def success(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        head = (f"{'PASS' if self.success else 'FAIL'} {self.name} ({self.file}, {self.n_rows} rows): "
+                f"{self.n_expectations - len(self.failures)}/{self.n_expectations} expectations met")
+        return "\n".join([head, *(f"  - {f}" for f in self.failures)])
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "success": self.success}
+
+
+def run_suite(name: str, file: Path, df: pd.DataFrame, expectations: list) -> SuiteResult:
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    batch = (context.data_sources.add_pandas(name).add_dataframe_asset(name)
+             .add_batch_definition_whole_dataframe(name).get_batch(batch_parameters={"dataframe": df}))
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+    result = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10})
+    failures = [_failure(r) for r in result.results if not r.success]
+    return SuiteResult(name, str(file), len(df), len(result.results), failures)
+
+
+def _failure(r) -> Failure:
+    config, res = r.expectation_config, r.result or {}
+    kwargs = {k: v for k, v in config.kwargs.items()
+              if k not in ("batch_id", "column", "value_set", "row_condition", "condition_parser")}
+    if config.description:
+        kwargs["about"] = config.description
+    if r.exception_info and r.exception_info.get("raised_exception"):
+        detail = f"could not run: {r.exception_info.get('exception_message')}"
+    elif "unexpected_count" in res:
+        detail = f"{res['unexpected_count']} of {res.get('element_count')} values unexpected"
+    else:
+        detail = f"observed {res.get('observed_value')!r}"
+    column = config.kwargs.get("column") or ", ".join(config.kwargs.get("column_list", []) or []) or None
+    return Failure(f"{config.type}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})", column, detail,
+                   [_plain(v) for v in res.get("partial_unexpected_list", []) or []])
+
+
+def _plain(value: object) -> object:
+    return value.item() if hasattr(value, "item") else value
+
+
+def table_file(folder: str | Path, name: str) -> Path:
+    return Path(folder) / f"{name}.parquet"
+
+
+def _read(folder: Path, name: str) -> pl.DataFrame:
+    return pl.read_parquet(table_file(folder, name))
+
+
+def check_interactions(cfg: Config, folder: Path) -> SuiteResult:
+    items, users = _read(folder, "items"), _read(folder, "users")
+    return run_suite("interactions", table_file(folder, "interactions"), _read(folder, "interactions").to_pandas(),
+                     suites.interactions_suite(cfg, items, users))
+
+
+def check_items(cfg: Config, folder: Path) -> SuiteResult:
+    return run_suite("items", table_file(folder, "items"), _read(folder, "items").to_pandas(),
+                     suites.items_suite(cfg))
+
+
+def check_users(cfg: Config, folder: Path) -> SuiteResult:
+    users = _read(folder, "users")
+    return run_suite("users", table_file(folder, "users"), users.to_pandas(), suites.users_suite(cfg, users))
+
+
+def check_samples(cfg: Config, folder: Path) -> SuiteResult:
+    return run_suite("samples", table_file(folder, "samples"),
+                     suites.samples_frame(_read(folder, "samples"), cfg), suites.samples_suite(cfg))
+
+
+def check_cold_start_sets(cfg: Config, folder: Path) -> SuiteResult:
+    test_ids = _read(folder, "samples").filter(pl.col("split") == "test")["sample_id"].to_list()
+    return run_suite("cold_start_sets", table_file(folder, "cold_start_sets"),
+                     _read(folder, "cold_start_sets").to_pandas(), suites.cold_start_suite(test_ids))
+
+
+# Table name -> its check. The names are the Dagster asset keys the checks attach to.
+CHECKS: dict[str, Callable[[Config, Path], SuiteResult]] = {
+    "interactions": check_interactions,
+    "items": check_items,
+    "users": check_users,
+    "samples": check_samples,
+    "cold_start_sets": check_cold_start_sets,
+}
+
+
+def validate_folder(cfg: Config, folder: str | Path) -> list[SuiteResult]:
+    """Run every check whose table is present in `folder` (at least the three normalised tables)."""
+    folder = Path(folder)
+    required = [table_file(folder, n) for n in ("interactions", "items", "users")]
+    missing = [str(p) for p in required if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: missing normalised tables {missing} (run `explainrec data ingest`)")
+    return [check(cfg, folder) for name, check in CHECKS.items() if table_file(folder, name).is_file()]

@@ -1,0 +1,1 @@
+"""Dagster definitions for ExplainRec: thin wrappers over explainrec_core.pipeline."""

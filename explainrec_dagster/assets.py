@@ -1,0 +1,70 @@
+"""One Dagster asset per pipeline artefact, generated from explainrec_core.pipeline (no logic of their own).
+
+No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
+"""
+
+
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from explainrec_core import pipeline
+from explainrec_dagster.resources import ExplainRecSettings
+
+
+def _metadata_value(value: object):
+    if isinstance(value, dict):
+        return dg.MetadataValue.json(value)
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
+
+
+def artefact_metadata(path, stats: dict) -> dict:
+    """What people want to see on an asset: its path, row count, a preview, and the step's statistics."""
+    meta: dict = {"path": dg.MetadataValue.path(str(path))}
+    if path.suffix == ".parquet":
+        df = pl.read_parquet(path)
+        meta["rows"] = df.height
+        meta["columns"] = ", ".join(f"{n}: {t}" for n, t in df.schema.items())
+        with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+                       fmt_str_lengths=60, tbl_cols=-1):
+            meta["preview"] = dg.MetadataValue.md(str(df.head(5)))
+        if "label" in df.columns:
+            meta["positive_rate"] = round(float(df["label"].mean()), 4)
+    meta.update({k: _metadata_value(v) for k, v in stats.items()})
+    return meta
+
+
+def source_asset(source: pipeline.Source) -> dg.AssetsDefinition:
+    @dg.asset(name=source.name, group_name=source.group,
+              description=f"Raw input files at {source.path} (fetched when they can be; DVC-tracked).")
+    def _source(settings: ExplainRecSettings) -> dg.MaterializeResult:
+        cfg = settings.config()
+        stats = source.fetch(cfg, settings.root_path)
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(pipeline.resolve(source.path, cfg, settings.root_path))),
+            **{k: _metadata_value(v) for k, v in stats.items()}})
+
+    return _source
+
+
+def step_assets(step: pipeline.Step) -> dg.AssetsDefinition:
+    specs = [dg.AssetSpec(name, deps=list(step.deps), group_name=step.group, description=step.doc,
+                          metadata={"path_template": template})
+             for name, template in step.outs.items()]
+
+    @dg.multi_asset(name=step.name, specs=specs)
+    def _step(context: dg.AssetExecutionContext, settings: ExplainRecSettings) -> Iterator[dg.MaterializeResult]:
+        cfg = settings.config()
+        context.log.info(f"running step {step.name} with {settings.params}")
+        stats = pipeline.run_step(step.name, cfg, settings.root_path)
+        for name, template in step.outs.items():
+            path = pipeline.resolve(template, cfg, settings.root_path)
+            yield dg.MaterializeResult(asset_key=name, metadata=artefact_metadata(path, stats))
+
+    return _step
+
+
+ASSETS = [*(source_asset(s) for s in pipeline.SOURCES), *(step_assets(s) for s in pipeline.STEPS)]
