@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -30,7 +31,7 @@ app = typer.Typer(help="ExplainRec: explainable LLM recommendation pipeline.", n
                   pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Fetch, ingest and validate data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # soft wrap: messages stay greppable in logs
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="Settings file.")]
 # Exit codes: 1 = the quality gate failed, 2 = unusable input or settings.
@@ -38,7 +39,7 @@ EXIT_GATE, EXIT_INPUT = 1, 2
 
 
 def _fail(exc: ExplainRecError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     return typer.Exit(EXIT_GATE if isinstance(exc, QualityGateError) else EXIT_INPUT)
 
 
@@ -103,9 +104,8 @@ def data_validate(
     try:
         cfg = load_config(params) if params.exists() else Config()
         results = validate_folder(cfg, folder)
-    except (ExplainRecError, FileNotFoundError) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(EXIT_INPUT) from None
+    except ExplainRecError as exc:
+        raise _fail(exc) from None
     for result in results:
         console.print(result.summary(), style="green" if result.success else "red", highlight=False)
     if not all(r.success for r in results):

@@ -103,7 +103,12 @@ def load_config(path: str | Path = DEFAULT_PARAMS) -> Config:
         raise ConfigError(f"{path}: settings file not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return _build(Config, raw, str(path))
+    try:
+        return _build(Config, raw, str(path))
+    except ConfigError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ConfigError(f"{path}: {exc}") from None  # cross-field checks in __post_init__
 
 
 def _build(cls: type, raw: object, where: str):

@@ -41,17 +41,22 @@ class Tables:
 
 
 def finish_interactions(df: pl.DataFrame, path: Path, rating_range: tuple[float, float],
-                        items: pl.DataFrame, items_file: Path, has_header: bool) -> pl.DataFrame:
-    """Cast, range-check, de-duplicate-check and reference-check raw ratings (columns already renamed)."""
-    for col, dtype in (("user_id", pl.Int64), ("item_id", pl.Int64), ("rating", pl.Float64)):
+                        items: pl.DataFrame, items_file: Path, has_header: bool,
+                        user: str = "user_id", item: str = "item_id") -> pl.DataFrame:
+    """Cast, range-check, de-duplicate-check and reference-check raw ratings.
+
+    `user` and `item` are the file's own column names, so errors name the column people see in the file.
+    """
+    for col, dtype in ((user, pl.Int64), (item, pl.Int64), ("rating", pl.Float64)):
         df = rc.cast_column(df, path, col, dtype, has_header=has_header)
     # Timestamps may be written as floats ("881250949" or "881250949.0"); whole seconds either way.
     df = rc.cast_column(df, path, "timestamp", pl.Float64, has_header=has_header)
     df = df.with_columns(pl.col("timestamp").cast(pl.Int64))
     rc.check_range(df, path, "rating", *rating_range, has_header=has_header)
-    rc.check_unique(df, path, ["user_id", "item_id", "timestamp"], has_header=has_header)
-    rc.check_references(df, path, "item_id", items["item_id"], items_file, has_header=has_header)
-    return (rc.drop_row_index(df).select("user_id", "item_id", "rating", "timestamp")
+    rc.check_unique(df, path, [user, item, "timestamp"], has_header=has_header)
+    rc.check_references(df, path, item, items["item_id"], items_file, has_header=has_header)
+    return (rc.drop_row_index(df).select(pl.col(user).alias("user_id"), pl.col(item).alias("item_id"),
+                                         "rating", "timestamp")
             .sort("user_id", "timestamp", "item_id"))
 
 
@@ -145,20 +150,20 @@ def _read_ml100k_grouplens(raw_dir: Path) -> Tables:
 def read_ml25m(raw_dir: Path) -> Tables:
     movies_file, ratings_file = raw_dir / "movies.csv", raw_dir / "ratings.csv"
     movies = rc.read_delimited(movies_file, ["movieId", "title", "genres"], separator=",", has_header=True)
-    movies = rc.cast_column(movies.rename({"movieId": "item_id"}), movies_file, "item_id", pl.Int64)
-    rc.check_unique(movies, movies_file, ["item_id"])
+    movies = rc.cast_column(movies, movies_file, "movieId", pl.Int64)
+    rc.check_unique(movies, movies_file, ["movieId"])
     title, year = split_title_year(pl.col("title"))
     items = rc.drop_row_index(movies).select(
-        "item_id", title, year,
+        pl.col("movieId").alias("item_id"), title, year,
         pl.when(pl.col("genres") == "(no genres listed)").then(pl.lit("")).otherwise(pl.col("genres"))
         .str.split("|").list.eval(pl.element().filter(pl.element() != "")).alias("genres"),
     )
     links_file = raw_dir / "links.csv"
     if links_file.exists():
         links = rc.read_delimited(links_file, ["movieId", "imdbId", "tmdbId"], separator=",", has_header=True)
-        links = rc.cast_column(links.rename({"movieId": "item_id"}), links_file, "item_id", pl.Int64)
+        links = rc.cast_column(links, links_file, "movieId", pl.Int64)
         links = rc.cast_column(links, links_file, "tmdbId", pl.Int64, nullable=True)  # empty for some films
-        links = rc.drop_row_index(links).select("item_id", pl.col("imdbId").alias("imdb_id"),
+        links = rc.drop_row_index(links).select(pl.col("movieId").alias("item_id"), pl.col("imdbId").alias("imdb_id"),
                                                 pl.col("tmdbId").alias("tmdb_id"))
         items = items.join(links, on="item_id", how="left")
     tags_file = raw_dir / "tags.csv"
@@ -167,8 +172,8 @@ def read_ml25m(raw_dir: Path) -> Tables:
             pl.col("tags").fill_null(pl.lit([], dtype=pl.List(pl.String))))
     ratings = rc.read_delimited(ratings_file, ["userId", "movieId", "rating", "timestamp"], separator=",",
                                 has_header=True)
-    ratings = ratings.rename({"userId": "user_id", "movieId": "item_id"})
-    interactions = finish_interactions(ratings, ratings_file, ML25M_RATING_RANGE, items, movies_file, True)
+    interactions = finish_interactions(ratings, ratings_file, ML25M_RATING_RANGE, items, movies_file, True,
+                                       user="userId", item="movieId")
     # ML-25M has no user file: users are the ids that rated something.
     return Tables(interactions, items.sort("item_id"), _users_from_ids(interactions))
 
@@ -176,9 +181,9 @@ def read_ml25m(raw_dir: Path) -> Tables:
 def _top_tags(tags_file: Path, items: pl.DataFrame, movies_file: Path) -> pl.DataFrame:
     """Each film's most used tags (lower-cased, by count then name), at most MAX_TAGS_PER_ITEM."""
     tags = rc.read_delimited(tags_file, ["userId", "movieId", "tag", "timestamp"], separator=",", has_header=True)
-    tags = rc.cast_column(tags.rename({"movieId": "item_id"}), tags_file, "item_id", pl.Int64)
-    rc.check_references(tags, tags_file, "item_id", items["item_id"], movies_file)
-    counts = (rc.drop_row_index(tags)
+    tags = rc.cast_column(tags, tags_file, "movieId", pl.Int64)
+    rc.check_references(tags, tags_file, "movieId", items["item_id"], movies_file)
+    counts = (rc.drop_row_index(tags).rename({"movieId": "item_id"})
               .with_columns(pl.col("tag").str.strip_chars().str.to_lowercase())
               .filter(pl.col("tag").is_not_null() & (pl.col("tag") != ""))
               .group_by("item_id", "tag").len()

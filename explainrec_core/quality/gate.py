@@ -15,6 +15,7 @@ import pandas as pd
 import polars as pl
 
 from explainrec_core.config import Config
+from explainrec_core.errors import DataError
 from explainrec_core.quality import suites
 
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
@@ -137,5 +138,5 @@ def validate_folder(cfg: Config, folder: str | Path) -> list[SuiteResult]:
     required = [table_file(folder, n) for n in ("interactions", "items", "users")]
     missing = [str(p) for p in required if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{folder}: missing normalised tables {missing} (run `explainrec data ingest`)")
+        raise DataError(str(folder), f"missing normalised tables {missing} (run `explainrec data ingest`)")
     return [check(cfg, folder) for name, check in CHECKS.items() if table_file(folder, name).is_file()]

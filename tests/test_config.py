@@ -1,0 +1,44 @@
+"""params.yaml loading: typed, strict about unknown keys and wrong types."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from explainrec_core.config import Config, load_config
+from explainrec_core.errors import ConfigError
+from tests.conftest import REPO
+
+
+def test_project_params_load():
+    cfg = load_config(REPO / "params.yaml")
+    assert cfg.samples.history_len == 10 and cfg.samples.like_threshold == 3.0
+    assert cfg.quality.min_timestamp == dt.date(1990, 1, 1)
+    assert cfg == Config()  # params.yaml states the documented defaults
+
+
+@pytest.mark.parametrize("text, message", [
+    ("samples:\n  histroy_len: 5\n", "unknown keys ['histroy_len']"),
+    ("samples:\n  history_len: ten\n", "samples:history_len: expected int, got 'ten'"),
+    ("split:\n  train: 0.95\n  valid: 0.1\n", "must be positive and sum to < 1"),
+    ("samples:\n  min_history: 0\n", "1 <= min_history (0)"),
+    ("quality:\n  min_timestamp: yesterday\n", "expected a date YYYY-MM-DD"),
+    ("samples: [1, 2]\n", "expected a mapping for SamplesConfig"),
+])
+def test_invalid_params_are_rejected(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="settings file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_integers_are_accepted_for_floats(tmp_path):
+    (tmp_path / "p.yaml").write_text("samples:\n  like_threshold: 4\n")
+    assert load_config(tmp_path / "p.yaml").samples.like_threshold == 4.0

@@ -1,0 +1,67 @@
+"""`dagster dev` from the repo root serves the asset graph (a real webserver on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from explainrec_core import pipeline
+from explainrec_core.config import Config
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+QUERY = "{ assetNodes { assetKey { path } groupName hasAssetChecks } }"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_dagster_dev_serves_the_asset_graph(tmp_path):
+    port = _free_port()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    log = (tmp_path / "dagster_dev.log").open("w")
+    # Its own session, so the webserver and code-server children can be stopped together.
+    proc = subprocess.Popen(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, nodes = time.monotonic() + 120, None
+        while time.monotonic() < deadline and nodes is None:
+            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+            try:
+                nodes = _graphql(port, QUERY)["data"]["assetNodes"]
+            except (OSError, KeyError, TypeError):
+                time.sleep(2)
+        assert nodes, "dagster dev did not serve the asset graph within 120 s"
+        served = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+        assert set(served) == set(pipeline.outputs(Config()))
+        assert served["samples"]["groupName"] == "prepare" and served["samples"]["hasAssetChecks"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
