@@ -34,8 +34,8 @@ data: setup
 
 demo: data
 	$(BIN)/dagster asset materialize -m explainrec_dagster.definitions --select '*'
-	$(BIN)/explainrec steps
-	@echo "Outputs: data/processed/*.parquet, reports/data/*.json, reports/data_quality.json"
+	$(BIN)/explainrec run validate > /dev/null
+	$(BIN)/explainrec status
 
 test: data
 	$(BIN)/python -m pytest -q

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -141,6 +142,37 @@ def steps() -> None:
     g = pipeline.GATE
     table.add_row(g.name, "quality", ", ".join(g.checks), g.report, ", ".join(g.params))
     Console().print(table)
+
+
+@app.command("status")
+def status(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Each pipeline output: whether it exists, its size, and the headline statistics of its step."""
+    cfg = load_config(params)
+    table = Table("step", "output", "status", "statistics", title="ExplainRec pipeline outputs")
+    for s in pipeline.STEPS:
+        metrics_file = Path(s.metrics)
+        stats = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        flat = ", ".join(f"{k}={v}" for k, v in _flatten(stats).items() if k.endswith(("n_samples", "positive_rate",
+                                                                                       "n_interactions", "n_users")))
+        for i, (name, template) in enumerate(s.outs.items()):
+            path = pipeline.resolve(template, cfg)
+            state = f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "[yellow]missing[/]"
+            table.add_row(s.name if i == 0 else "", str(path), state, flat if i == 0 else "")
+    report = Path(pipeline.GATE.report)
+    gate = json.loads(report.read_text())["success"] if report.is_file() else None
+    table.add_row(pipeline.GATE.name, str(report), {True: "[green]passed[/]", False: "[red]FAILED[/]",
+                                                    None: "[yellow]not run[/]"}[gate], "")
+    Console(width=200).print(table)
+
+
+def _flatten(stats: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _print_stats(title: str, stats: dict) -> None:

@@ -23,7 +23,7 @@ class DataError(ExplainRecError):
         where = f"{self.file}" + (f", column '{column}'" if column else "")
         detail = ""
         if self.rows:
-            examples = ", ".join(f"line {r}: {v!r}" for r, v in zip(self.rows[:5], self.values[:5]))
+            examples = ", ".join(f"line {r}: {v!r}" for r, v in zip(self.rows[:5], self.values[:5], strict=False))
             detail = f" (e.g. {examples})"
         elif self.values:
             detail = f" (e.g. {', '.join(repr(v) for v in self.values[:5])})"

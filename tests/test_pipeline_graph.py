@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import yaml
 import dagster as dg
+import yaml
 from dvc.repo import Repo
 
 from explainrec_core import pipeline

@@ -65,7 +65,8 @@ def test_real_ml100k_samples(processed_ml100k):
     assert samples.height == 100_000 - 943  # every rating but each user's first
     counts = samples.group_by("split").len().sort("split")
     assert dict(counts.rows()) == {"train": 79_245, "valid": 9_906, "test": 9_906}
-    by_split = samples.group_by("split").agg(pl.col("timestamp").min().alias("lo"), pl.col("timestamp").max().alias("hi"))
+    by_split = samples.group_by("split").agg(pl.col("timestamp").min().alias("lo"),
+                                             pl.col("timestamp").max().alias("hi"))
     spans = {row[0]: row[1:] for row in by_split.rows()}
     assert spans["train"][1] <= spans["valid"][0] and spans["valid"][1] <= spans["test"][0]
     assert samples["history_item_ids"].list.len().max() == 10
