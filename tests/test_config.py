@@ -15,7 +15,10 @@ def test_project_params_load():
     cfg = load_config(REPO / "params.yaml")
     assert cfg.samples.history_len == 10 and cfg.samples.like_threshold == 3.0
     assert cfg.quality.min_timestamp == dt.date(1990, 1, 1)
-    assert cfg == Config()  # params.yaml states the documented defaults
+    assert cfg.lora.target_modules == ("q_proj", "v_proj") and cfg.alpaca_training.lr == 3e-4
+    # the data protocol in params.yaml is the documented default
+    assert (cfg.data, cfg.samples, cfg.split, cfg.cold_start) == (Config().data, Config().samples, Config().split,
+                                                                   Config().cold_start)
 
 
 @pytest.mark.parametrize("text, message", [

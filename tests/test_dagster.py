@@ -8,7 +8,7 @@ import pytest
 from explainrec_dagster.assets import ASSETS
 from explainrec_dagster.checks import CHECKS
 from explainrec_dagster.resources import ExplainRecSettings
-from tests.conftest import write_params
+from tests.conftest import fast_llm_params, write_params
 
 
 @pytest.fixture
@@ -32,23 +32,28 @@ def _materialized(instance, key: str) -> dg.AssetMaterialization | None:
 def test_whole_graph_on_real_ml100k(project, instance):
     result = _materialize(project, instance)
     assert result.success
-    for key in ("raw_data", "interactions", "items", "users", "samples", "cold_start_sets"):
+    for key in ("raw_data", "interactions", "items", "users", "samples", "cold_start_sets", "base_model",
+                "alpaca_data", "alpaca_adapter", "rec_prompts", "rec_adapter", "rec_scores"):
         assert _materialized(instance, key) is not None, key
+    adapter = _materialized(instance, "rec_adapter").metadata
+    assert adapter["steps"].value == 2 and "valid_auc" in adapter
+    assert adapter["rec_adapter_training"].value.startswith("![rec_adapter_training](data:image/png;base64,")
+    assert "test" in _materialized(instance, "rec_scores").metadata
     samples = _materialized(instance, "samples").metadata
     assert samples["rows"].value == 99_057
     assert 0.5 < samples["positive_rate"].value < 0.6
     assert "| sample_id" in samples["preview"].value
-    checks = [e for e in result.get_asset_check_evaluations()]
-    assert len(checks) == 5 and all(c.passed for c in checks)
+    checks = list(result.get_asset_check_evaluations())
+    assert len(checks) == 6 and all(c.passed for c in checks)
     assert (project / "data/processed/cold_start_sets.parquet").is_file()
 
 
-def test_failing_blocking_check_stops_downstream(ml25m_raw, tmp_path, instance):
+def test_failing_blocking_check_stops_downstream(ml25m_raw, tmp_path, instance, tiny_llm_dir):
     # A rating dated in the year 2100 parses fine, so ingest writes it; the interactions suite must then
-    # fail and block `samples` and everything after it.
+    # fail and block `samples`, the training assets and everything after them.
     with (ml25m_raw / "ratings.csv").open("a") as f:
         f.write("3,1,4.0,4102444800\n")
-    write_params(tmp_path, data={"format": "ml-25m", "raw_dir": str(ml25m_raw)})
+    write_params(tmp_path, data={"format": "ml-25m", "raw_dir": str(ml25m_raw)}, **fast_llm_params(tiny_llm_dir))
     result = _materialize(tmp_path, instance)
 
     assert not result.success
@@ -58,4 +63,7 @@ def test_failing_blocking_check_stops_downstream(ml25m_raw, tmp_path, instance):
     assert _materialized(instance, "interactions") is not None
     assert _materialized(instance, "samples") is None
     assert _materialized(instance, "cold_start_sets") is None
+    for trained in ("alpaca_adapter", "rec_adapter", "rec_scores"):
+        assert _materialized(instance, trained) is None, trained
     assert not (tmp_path / "data/processed/samples.parquet").exists()
+    assert not (tmp_path / "models/alpaca_adapter").exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, fast_llm_params, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -26,11 +26,11 @@ def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
 
 
 @pytest.fixture
-def dvc_repo(tmp_path, ml100k_raw) -> Path:
+def dvc_repo(tmp_path, ml100k_raw, tiny_llm_dir) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(REPO / name, repo / name)
+    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    write_params(repo, **fast_llm_params(tiny_llm_dir))  # the project's settings, with the tiny LLM
     # Stage code dependencies are hashed from the repository's files.
     shutil.copytree(REPO / "explainrec_core", repo / "explainrec_core",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -46,11 +46,14 @@ def dvc_repo(tmp_path, ml100k_raw) -> Path:
 
 def test_repro_twice_skips_everything_and_gate_fails_repro(dvc_repo):
     first = _run(["dvc", "repro"], dvc_repo)
-    stages = ["ingest", "samples", "cold_start_sets", "validate"]
+    stages = [*yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]]
     for stage in stages:
         assert f"Running stage '{stage}'" in first.stdout, first.stdout
+    # the gate ran before anything trained
+    assert first.stdout.index("Running stage 'validate'") < first.stdout.index("Running stage 'alpaca_adapter'")
     lock = yaml.safe_load((dvc_repo / "dvc.lock").read_text())
-    assert list(lock["stages"]) == stages
+    assert set(lock["stages"]) == set(stages)
+    assert (dvc_repo / "models/rec_adapter/adapter_model.safetensors").is_file()
     assert json.loads((dvc_repo / "reports/data_quality.json").read_text())["success"] is True
 
     second = _run(["dvc", "repro"], dvc_repo)
@@ -64,7 +67,8 @@ def test_repro_twice_skips_everything_and_gate_fails_repro(dvc_repo):
     assert data["reports/data/ingest.json"]["data"]["n_interactions"] == 100_000
     assert data["reports/data/samples.json"]["data"]["test"]["n_samples"] == 9_906
 
-    # Tighten the label-balance bound below ML-100K's 55% positives: only the gate re-runs, and it fails.
+    # Tighten the label-balance bound below ML-100K's 55% positives: the gate re-runs and fails, so the
+    # training stages that depend on it do not run.
     params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
     params["quality"]["label_rate_max"] = 0.5
     (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -73,3 +77,4 @@ def test_repro_twice_skips_everything_and_gate_fails_repro(dvc_repo):
     output = gated.stdout + gated.stderr
     assert "Stage 'samples' didn't change, skipping" in output
     assert "expect_column_mean_to_be_between" in output and "column 'label'" in output
+    assert "Running stage 'alpaca_adapter'" not in output

@@ -35,10 +35,18 @@ def test_dvc_stages_match_steps():
     for step in pipeline.STEPS:
         stage = DVC_YAML[step.name]
         assert stage["cmd"] == f"explainrec run {step.name}"
-        assert _names(stage["deps"]) == [paths[d] for d in step.deps] + list(step.code), step.name
+        gate = [pipeline.GATE.report] if step.gated else []
+        assert _names(stage["deps"]) == [paths[d] for d in step.deps] + list(step.code) + gate, step.name
         assert stage["params"] == list(step.params), step.name
         assert _names(stage["outs"]) == list(step.outs.values()), step.name
         assert _names(stage["metrics"]) == [step.metrics], step.name
+        assert _names(stage.get("plots", [])) == list(step.plots), step.name
+
+
+def test_training_steps_are_gated():
+    """Everything that trains sits downstream of the quality gate."""
+    gated = {s.name for s in pipeline.STEPS if s.gated}
+    assert {"alpaca_adapter", "rec_adapter"} <= gated
 
 
 def test_dvc_gate_matches_pipeline_gate():
@@ -57,7 +65,7 @@ def test_dvc_resolves_the_same_paths_as_the_pipeline():
     with Repo(str(REPO)) as repo:
         stages = {s.name: s for s in repo.index.stages if hasattr(s, "cmd") and s.cmd}
     for step in pipeline.STEPS:
-        outs = [o.def_path for o in stages[step.name].outs if not o.metric]
+        outs = [o.def_path for o in stages[step.name].outs if not (o.metric or o.plot)]
         assert outs == [resolved[name] for name in step.outs]
         deps = [d.def_path for d in stages[step.name].deps if d.def_path != "params.yaml"]
         assert deps[: len(step.deps)] == [resolved[d] for d in step.deps]
@@ -77,7 +85,8 @@ def test_dagster_graph_matches_steps():
     for step in pipeline.STEPS:
         for out in step.outs:
             node = graph.get(dg.AssetKey(out))
-            assert {p.to_user_string() for p in node.parent_keys} == set(step.deps), out
+            gate = set(pipeline.GATE.checks) if step.gated else set()
+            assert {p.to_user_string() for p in node.parent_keys} == set(step.deps) | gate, out
             assert node.group_name == step.group
             assert defs.resolve_assets_def(out).node_def.name == step.name
     specs = [spec for check in CHECKS for spec in check.check_specs]

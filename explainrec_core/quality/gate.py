@@ -91,52 +91,56 @@ def table_file(folder: str | Path, name: str) -> Path:
     return Path(folder) / f"{name}.parquet"
 
 
-def _read(folder: Path, name: str) -> pl.DataFrame:
-    return pl.read_parquet(table_file(folder, name))
+Files = dict[str, Path]  # artefact name -> path (pipeline.outputs, or a folder's tables)
 
 
-def check_interactions(cfg: Config, folder: Path) -> SuiteResult:
-    items, users = _read(folder, "items"), _read(folder, "users")
-    return run_suite("interactions", table_file(folder, "interactions"), _read(folder, "interactions").to_pandas(),
+def check_interactions(cfg: Config, files: Files) -> SuiteResult:
+    items, users = pl.read_parquet(files["items"]), pl.read_parquet(files["users"])
+    return run_suite("interactions", files["interactions"], pl.read_parquet(files["interactions"]).to_pandas(),
                      suites.interactions_suite(cfg, items, users))
 
 
-def check_items(cfg: Config, folder: Path) -> SuiteResult:
-    return run_suite("items", table_file(folder, "items"), _read(folder, "items").to_pandas(),
-                     suites.items_suite(cfg))
+def check_items(cfg: Config, files: Files) -> SuiteResult:
+    return run_suite("items", files["items"], pl.read_parquet(files["items"]).to_pandas(), suites.items_suite(cfg))
 
 
-def check_users(cfg: Config, folder: Path) -> SuiteResult:
-    users = _read(folder, "users")
-    return run_suite("users", table_file(folder, "users"), users.to_pandas(), suites.users_suite(cfg, users))
+def check_users(cfg: Config, files: Files) -> SuiteResult:
+    users = pl.read_parquet(files["users"])
+    return run_suite("users", files["users"], users.to_pandas(), suites.users_suite(cfg, users))
 
 
-def check_samples(cfg: Config, folder: Path) -> SuiteResult:
-    return run_suite("samples", table_file(folder, "samples"),
-                     suites.samples_frame(_read(folder, "samples"), cfg), suites.samples_suite(cfg))
+def check_samples(cfg: Config, files: Files) -> SuiteResult:
+    return run_suite("samples", files["samples"], suites.samples_frame(pl.read_parquet(files["samples"]), cfg),
+                     suites.samples_suite(cfg))
 
 
-def check_cold_start_sets(cfg: Config, folder: Path) -> SuiteResult:
-    test_ids = _read(folder, "samples").filter(pl.col("split") == "test")["sample_id"].to_list()
-    return run_suite("cold_start_sets", table_file(folder, "cold_start_sets"),
-                     _read(folder, "cold_start_sets").to_pandas(), suites.cold_start_suite(test_ids))
+def check_cold_start_sets(cfg: Config, files: Files) -> SuiteResult:
+    test_ids = pl.read_parquet(files["samples"]).filter(pl.col("split") == "test")["sample_id"].to_list()
+    return run_suite("cold_start_sets", files["cold_start_sets"],
+                     pl.read_parquet(files["cold_start_sets"]).to_pandas(), suites.cold_start_suite(test_ids))
 
 
-# Table name -> its check. The names are the Dagster asset keys the checks attach to.
-CHECKS: dict[str, Callable[[Config, Path], SuiteResult]] = {
+def check_alpaca_data(cfg: Config, files: Files) -> SuiteResult:
+    return run_suite("alpaca_data", files["alpaca_data"], pl.read_parquet(files["alpaca_data"]).to_pandas(),
+                     suites.alpaca_suite())
+
+
+# Artefact name -> its check. The names are the Dagster asset keys the checks attach to.
+CHECKS: dict[str, Callable[[Config, Files], SuiteResult]] = {
     "interactions": check_interactions,
     "items": check_items,
     "users": check_users,
     "samples": check_samples,
     "cold_start_sets": check_cold_start_sets,
+    "alpaca_data": check_alpaca_data,
 }
+TABLES = ("interactions", "items", "users", "samples", "cold_start_sets")  # what lives in the processed folder
 
 
 def validate_folder(cfg: Config, folder: str | Path) -> list[SuiteResult]:
-    """Run every check whose table is present in `folder` (at least the three normalised tables)."""
-    folder = Path(folder)
-    required = [table_file(folder, n) for n in ("interactions", "items", "users")]
-    missing = [str(p) for p in required if not p.is_file()]
+    """Run every table check whose table is present in `folder` (at least the three normalised tables)."""
+    files = {name: table_file(folder, name) for name in TABLES}
+    missing = [str(files[n]) for n in ("interactions", "items", "users") if not files[n].is_file()]
     if missing:
         raise DataError(str(folder), f"missing normalised tables {missing} (run `explainrec data ingest`)")
-    return [check(cfg, folder) for name, check in CHECKS.items() if table_file(folder, name).is_file()]
+    return [CHECKS[name](cfg, files) for name in TABLES if files[name].is_file()]

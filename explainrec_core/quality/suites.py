@@ -128,3 +128,13 @@ def cold_start_suite(test_sample_ids: list[int]) -> list:
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["set", "sample_id"]),
         gxe.ExpectColumnValuesToBeInSet(column="sample_id", value_set=test_sample_ids),
     ]
+
+
+def alpaca_suite() -> list:
+    return [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        *[gxe.ExpectColumnToExist(column=c) for c in ("instruction", "input", "output")],
+        *_not_null("instruction", "input", "output"),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="instruction", min_value=1),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="output", min_value=1),
+    ]

@@ -1,0 +1,1 @@
+"""Base LLM resolution and LoRA adapters."""

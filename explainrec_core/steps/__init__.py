@@ -1,0 +1,1 @@
+"""Step functions: `fn(cfg, root) -> statistics`. Each writes its outputs atomically under `root`."""

@@ -1,0 +1,1 @@
+"""LoRA fine-tuning of the base LLM on prompt/response examples."""

@@ -1,0 +1,111 @@
+"""The two tuning stages and the evaluation as pipeline steps, on real ML-100K with the tiny LLM."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+from explainrec_core import paths
+from explainrec_core.config import load_config
+from explainrec_core.data.alpaca import read_alpaca_json
+from explainrec_core.errors import DataError
+from explainrec_core.models.adapters import CARD_JSON, WEIGHTS
+from explainrec_core.pipeline import run_step
+from tests.conftest import fast_llm_params, write_params
+
+LLM_STEPS = ("base_model", "alpaca_data", "alpaca_adapter", "rec_prompts", "rec_adapter", "rec_evaluation")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, ml100k_raw, tiny_llm_dir):
+    root = tmp_path_factory.mktemp("llm_project")
+    write_params(root, data={"raw_dir": str(ml100k_raw)}, **fast_llm_params(tiny_llm_dir))
+    cfg = load_config(root / "params.yaml")
+    stats = {step: run_step(step, cfg, root) for step in ("ingest", "samples", "cold_start_sets", *LLM_STEPS)}
+    return root, stats
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_both_stages_and_the_evaluation(trained):
+    root, stats = trained
+    assert stats["base_model"]["answer_token_ids"] == {"Yes": 10539, "No": 5230}
+    alpaca, rec = stats["alpaca_adapter"], stats["rec_adapter"]
+    assert alpaca["steps"] == 2 and alpaca["examples"] + alpaca["skipped_longer_than_cutoff"] == 8
+    assert rec["steps"] == 2 and rec["best_step"] in (1, 2) and 0 <= rec["valid_auc"] <= 1
+    for adapter in (paths.ALPACA_ADAPTER, paths.REC_ADAPTER):
+        assert (root / adapter / WEIGHTS).stat().st_size > 1000
+        card = json.loads((root / adapter / CARD_JSON).read_text())
+        assert card["base_model"].startswith("local:") and card["lora"]["r"] == 8
+    # the rec adapter continues from the stage-1 adapter: different weights, same shapes
+    assert _digest(root / paths.ALPACA_ADAPTER / WEIGHTS) != _digest(root / paths.REC_ADAPTER / WEIGHTS)
+    assert (root / "reports/figures/rec_adapter_training.png").stat().st_size > 5000
+    assert not any((root / paths.CHECKPOINTS).iterdir()), "finished runs leave no checkpoint behind"
+    evaluation = stats["rec_evaluation"]
+    assert {evaluation[s]["n"] for s in ("test", "new_user", "new_item")} == {16, 8}
+    scores = pl.read_parquet(root / paths.REC_SCORES)
+    assert scores["p_yes"].is_between(0, 1).all() and scores.height == 32
+
+
+def test_prompts_use_the_same_seeded_samples(trained):
+    root, _ = trained
+    prompts = pl.read_parquet(root / paths.REC_PROMPTS)
+    cfg = load_config(root / "params.yaml")
+    run_step("rec_prompts", cfg, root)
+    assert pl.read_parquet(root / paths.REC_PROMPTS).equals(prompts)
+    samples = pl.read_parquet(root / "data/processed/samples.parquet").select("sample_id", "split")
+    joined = prompts.filter(pl.col("set").is_in(["train", "valid", "test"])).join(samples, on="sample_id")
+    assert (joined["set"] == joined["split"]).all()
+
+
+def test_long_prompts_lose_history_not_answers(trained, tmp_path):
+    root, _ = trained
+    shutil.copytree(root, tmp_path, dirs_exist_ok=True)
+    params = fast_llm_params(load_config(root / "params.yaml").model.base)
+    params["rec_training"]["cutoff"] = 190
+    write_params(tmp_path, data={"raw_dir": load_config(root / "params.yaml").data.raw_dir}, **params)
+    stats = run_step("rec_prompts", load_config(tmp_path / "params.yaml"), tmp_path)
+    assert stats["truncated_prompts"] > 0 and stats["history_items_dropped"] >= stats["truncated_prompts"]
+    assert stats["max_prompt_tokens"] <= 190 - 3  # room left for "Yes." + EOS
+    assert pl.read_parquet(tmp_path / paths.REC_PROMPTS)["response"].is_in(["Yes.", "No."]).all()
+
+
+def test_empty_training_set_fails_and_keeps_the_previous_adapter(trained, tmp_path):
+    root, _ = trained
+    shutil.copytree(root, tmp_path, dirs_exist_ok=True)
+    before = _digest(tmp_path / paths.ALPACA_ADAPTER / WEIGHTS)
+    params = fast_llm_params(load_config(root / "params.yaml").model.base)
+    params["alpaca_training"]["cutoff"] = 20  # every seed task is longer: all skipped
+    write_params(tmp_path, data={"raw_dir": load_config(root / "params.yaml").data.raw_dir}, **params)
+    with pytest.raises(ValueError, match="training set is empty"):
+        run_step("alpaca_adapter", load_config(tmp_path / "params.yaml"), tmp_path)
+    assert _digest(tmp_path / paths.ALPACA_ADAPTER / WEIGHTS) == before
+
+
+@pytest.mark.parametrize("records, fragment", [
+    ([{"instruction": "Say hi.", "input": ""}], "column 'output': record 0 has a missing or empty field"),
+    ([{"instruction": "", "output": "x"}], "column 'instruction'"),
+    ([{"instruction": "a", "input": 3, "output": "b"}], "record 0: 'input' must be a string"),
+    ([], "non-empty JSON list"),
+    ({"instruction": "a"}, "non-empty JSON list"),
+])
+def test_alpaca_file_errors_name_the_record_and_field(tmp_path, records, fragment):
+    path = tmp_path / "alpaca.json"
+    path.write_text(json.dumps(records))
+    with pytest.raises(DataError) as info:
+        read_alpaca_json(path)
+    assert fragment in str(info.value) and str(path) in str(info.value)
+
+
+def test_alpaca_file_is_read(tmp_path):
+    path = tmp_path / "alpaca.json"
+    path.write_text(json.dumps([{"instruction": "Add.", "input": "1 + 1", "output": "2"},
+                                {"instruction": "Say hi.", "output": "Hi."}]))
+    data = read_alpaca_json(path)
+    assert data.rows() == [("Add.", "1 + 1", "2", "alpaca.json:0"), ("Say hi.", "", "Hi.", "alpaca.json:1")]
