@@ -31,6 +31,11 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def is_main_process() -> bool:
+    """False in the other ranks of a multi-process run (`accelerate launch`): only rank 0 writes outputs."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def write_parquet(df: pl.DataFrame, target: str | Path) -> Path:
     # Fixed writer settings so the same frame gives the same bytes on every run (DVC and tests rely on it).
     with atomic_path(target) as tmp:

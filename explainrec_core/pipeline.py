@@ -17,7 +17,7 @@ from pathlib import Path
 from explainrec_core import paths
 from explainrec_core.config import Config
 from explainrec_core.errors import DataError, QualityGateError
-from explainrec_core.io import write_json
+from explainrec_core.io import is_main_process, write_json
 from explainrec_core.quality.gate import CHECKS, SuiteResult
 from explainrec_core.steps import data_steps, llm_steps
 
@@ -144,7 +144,8 @@ def run_step(name: str, cfg: Config, root: Path | str = ".") -> dict:
         return {r.name: r.success for r in results}
     s = step(name)
     stats = s.fn(cfg, root)
-    write_json(stats, root / s.metrics)
+    if is_main_process():
+        write_json(stats, root / s.metrics)
     return stats
 
 

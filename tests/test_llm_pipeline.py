@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -109,3 +113,24 @@ def test_alpaca_file_is_read(tmp_path):
                                 {"instruction": "Say hi.", "output": "Hi."}]))
     data = read_alpaca_json(path)
     assert data.rows() == [("Add.", "1 + 1", "2", "alpaca.json:0"), ("Say hi.", "", "Hi.", "alpaca.json:1")]
+
+
+@pytest.mark.e2e
+def test_accelerate_launch_two_processes(trained, tmp_path):
+    """`accelerate launch` data parallel: two processes (gloo on the CPU) each train on half of every batch;
+    rank 0 alone writes the adapter and the metrics."""
+    root, _ = trained
+    shutil.copytree(root, tmp_path, dirs_exist_ok=True)
+    shutil.rmtree(tmp_path / paths.REC_ADAPTER)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "explainrec_core.cli", "run", "rec_adapter"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("running step rec_adapter") == 2
+    metrics = json.loads((tmp_path / "reports/models/rec_adapter.json").read_text())
+    # rank 0 saw about half of the tokens of the whole run
+    single = json.loads((root / "reports/models/rec_adapter.json").read_text())
+    assert 0.3 < metrics["tokens"] / single["tokens"] < 0.7
+    assert metrics["adapter"]["tensors"] == 8 and (tmp_path / paths.REC_ADAPTER / WEIGHTS).is_file()

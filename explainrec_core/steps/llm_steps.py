@@ -19,7 +19,7 @@ from explainrec_core import paths
 from explainrec_core.config import Config, TrainConfig
 from explainrec_core.data.alpaca import load_alpaca
 from explainrec_core.evaluation.scoring import auc, score_yes
-from explainrec_core.io import write_json, write_parquet
+from explainrec_core.io import is_main_process, write_json, write_parquet
 from explainrec_core.models import adapters
 from explainrec_core.models.base_model import cache_dir, describe, load_causal_lm, load_tokenizer, resolve_base
 from explainrec_core.plots import plot_training
@@ -78,13 +78,15 @@ def _fit(name: str, model, tokenizer, examples, train_cfg: TrainConfig, checkpoi
 def _finish(name: str, target: str, model, result: TrainResult, card: dict, root: Path, checkpoint_dir: Path,
             base_model) -> dict:
     """Save the verified adapter with its card, plot its training curve, drop the finished run's checkpoint."""
+    summary = {k: v for k, v in result.to_dict().items() if k not in ("losses", "evals")}
+    summary["final_loss"] = result.losses[-1][1] if result.losses else None
+    if not is_main_process():
+        return summary
     expected = adapters.expected_lora_modules(base_model, card["lora"]["target_modules"])
     stats = adapters.save_adapter(model, root / target, card, expected_modules=expected)
     plot = plot_training(result.losses, result.evals, f"{name} (training loss, validation AUC)",
                          root / paths.FIGURES / f"{name}_training.png")
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the run finished: nothing to resume
-    summary = {k: v for k, v in result.to_dict().items() if k not in ("losses", "evals")}
-    summary["final_loss"] = result.losses[-1][1] if result.losses else None
     summary["adapter"] = stats
     summary["plot"] = str(plot.relative_to(root))
     return summary

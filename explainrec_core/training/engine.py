@@ -130,7 +130,10 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
     order = {"n_examples": len(examples), "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
              "seed": cfg.seed}
     state, best_weights, resumed_from = _State(), None, None
-    if _recover(checkpoint_dir):
+    if accelerator.is_main_process:
+        _recover(checkpoint_dir)
+    accelerator.wait_for_everyone()
+    if (checkpoint_dir / "last").exists():
         state, best_weights = _load_checkpoint(checkpoint_dir / "last", params, optimizer, scheduler, order)
         resumed_from = state.step
 
@@ -148,7 +151,10 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
             state.evals_since_best += 1
 
     def save() -> None:
-        _save_checkpoint(checkpoint_dir, params, best_weights, optimizer, scheduler, state, order)
+        # Under `accelerate launch` every process holds the same weights: the main one writes the checkpoint.
+        if accelerator.is_main_process:
+            _save_checkpoint(checkpoint_dir, params, best_weights, optimizer, scheduler, state, order)
+        accelerator.wait_for_everyone()
 
     tokens, started = 0, time.perf_counter()
     model.train()
@@ -163,6 +169,9 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
             accelerator.step = cfg.grad_accum - len(group)
             micro_losses = []
             for idx in group:
+                # Data parallel (`accelerate launch --num_processes N`): each process takes every N-th example of
+                # the micro-batch and DDP averages the gradients; one process takes all of them.
+                idx = idx[accelerator.process_index::accelerator.num_processes] or idx[-1:]
                 batch = _collate([examples[i] for i in idx], pad_token_id, accelerator.device)
                 tokens += sum(len(examples[i].input_ids) for i in idx)
                 with accelerator.accumulate(wrapped):
