@@ -39,6 +39,7 @@ demo: data
 	$(BIN)/dagster asset materialize -m explainrec_dagster.definitions --select '*'
 	$(BIN)/explainrec run validate > /dev/null
 	$(BIN)/explainrec status
+	$(BIN)/explainrec report
 
 test: data
 	$(BIN)/python -m pytest -q

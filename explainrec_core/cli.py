@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from explainrec_core import pipeline
+from explainrec_core import paths, pipeline
 from explainrec_core.config import DEFAULT_PARAMS, Config, load_config
 from explainrec_core.data import fetch as fetch_mod
 from explainrec_core.data import ingest as ingest_mod
@@ -186,13 +186,26 @@ def status(params: ParamsOption = DEFAULT_PARAMS) -> None:
                          if k.endswith(HEADLINE_STATS))
         for i, template in enumerate(s.outs.values()):
             path = pipeline.resolve(template, cfg)
-            state = f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "[yellow]missing[/]"
+            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else (
+                path.stat().st_size if path.is_file() else None)
+            state = "[yellow]missing[/]" if size is None else f"{size / 1e6:.1f} MB"
             table.add_row(s.name if i == 0 else "", str(path), state, flat if i == 0 else "")
     report = Path(pipeline.GATE.report)
     gate = json.loads(report.read_text())["success"] if report.is_file() else None
     table.add_row(pipeline.GATE.name, str(report), {True: "[green]passed[/]", False: "[red]FAILED[/]",
                                                     None: "[yellow]not run[/]"}[gate], "")
     Console(width=200).print(table)
+
+
+@app.command("report")
+def report() -> None:
+    """Where the evaluation report is, and its main table."""
+    from explainrec_core.evaluation.report import main_table
+
+    if not Path(paths.METRICS).is_file():
+        raise _fail(DataError(paths.METRICS, "no evaluation yet: run the pipeline (make demo / dvc repro)"))
+    Console(width=200).print(f"report: {paths.EVALUATION_MD} and {paths.EVALUATION_HTML}\n\n{main_table(Path('.'))}",
+                             highlight=False, markup=False)
 
 
 def _flatten(stats: dict, prefix: str = "") -> dict:

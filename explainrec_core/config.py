@@ -106,6 +106,27 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class BaselinesConfig:
+    methods: tuple[str, ...] = ("popularity", "bpr", "lightgcn", "sasrec", "content")
+    """Baselines trained on the training split and scored like the LLM (explainrec_core/baselines)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Every method is fitted once per seed; the report gives mean and standard deviation, no seed picking."""
+    hyperparameters: dict = field(default_factory=dict)
+    """Per method, fields of its config dataclass to override (defaults were tuned on the validation split)."""
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    n_negatives: int = 99
+    """Each liked test target is ranked against this many sampled items the user never rated."""
+    seed: int = 0
+    max_positives: int = 1000
+    """Liked test targets ranked by the baselines (seeded subset; 0 = all)."""
+    llm_positives: int = 10
+    """Of those, how many the LLM ranks (shared-prefix scoring of 100 candidates: ~15 s each on 2 CPU cores)."""
+
+
+@dataclass(frozen=True)
 class LoraConfig:
     r: int = 8
     alpha: int = 16
@@ -148,6 +169,8 @@ class Config:
     alpaca: AlpacaDataConfig = field(default_factory=AlpacaDataConfig)
     rec_prompts: RecPromptsConfig = field(default_factory=RecPromptsConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     alpaca_training: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-4))
     rec_training: TrainConfig = field(default_factory=TrainConfig)

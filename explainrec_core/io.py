@@ -15,6 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
@@ -26,6 +29,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs are shared like any other file
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)

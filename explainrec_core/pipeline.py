@@ -19,7 +19,7 @@ from explainrec_core.config import Config
 from explainrec_core.errors import DataError, QualityGateError
 from explainrec_core.io import is_main_process, write_json
 from explainrec_core.quality.gate import CHECKS, SuiteResult
-from explainrec_core.steps import data_steps, llm_steps
+from explainrec_core.steps import data_steps, eval_steps, llm_steps
 
 StepFn = Callable[[Config, Path], dict]
 resolve = paths.resolve
@@ -46,6 +46,7 @@ class Step:
     metrics: str  # JSON statistics file; a DVC metrics file and Dagster metadata
     code: tuple[str, ...]  # source files whose change must re-run the step (DVC deps)
     plots: tuple[str, ...] = ()  # figures the step draws (DVC plots, Dagster metadata)
+    reads_metrics: tuple[str, ...] = ()  # steps whose metrics files this step reads (DVC deps too)
     gated: bool = False  # trains a model: must sit downstream of the quality gate
     doc: str = ""
 
@@ -112,6 +113,29 @@ STEPS = (
          outs={"rec_scores": paths.REC_SCORES}, params=("evaluation",),
          metrics="reports/rec_evaluation.json", code=(*LLM_CODE, "explainrec_core/evaluation/scoring.py"),
          doc="P(Yes) of the test and cold-start samples; AUC per set."),
+    Step("ranking_candidates", "prepare", eval_steps.run_ranking_candidates, deps=("samples", "interactions"),
+         outs={"ranking_candidates": paths.RANKING_CANDIDATES}, params=("ranking",),
+         metrics="reports/ranking_candidates.json", code=("explainrec_core/evaluation/ranking.py",),
+         doc="Each liked test target with 99 seeded unrated items: the same candidates for every method."),
+    Step("baselines", "evaluate", eval_steps.run_baselines,
+         deps=("samples", "interactions", "items", "cold_start_sets", "rec_prompts", "ranking_candidates"),
+         outs={"baseline_results": paths.BASELINE_RESULTS, "baseline_scores": paths.BASELINE_SCORES},
+         params=("baselines", "ranking"), metrics="reports/baselines.json",
+         code=("explainrec_core/steps/eval_steps.py", "explainrec_core/baselines"), gated=True,
+         doc="Popularity, BPR-MF, LightGCN, SASRec and content-based, per seed, under the LLM's protocol."),
+    Step("llm_ranking", "evaluate", eval_steps.run_llm_ranking,
+         deps=("base_model", "rec_adapter", "ranking_candidates", "items"),
+         outs={"llm_ranking": paths.LLM_RANKING}, params=("ranking",), metrics="reports/llm_ranking.json",
+         code=("explainrec_core/steps/eval_steps.py", "explainrec_core/evaluation/prefix_scoring.py"),
+         doc="The rec adapter ranks candidate lists, computing each user's prompt prefix once (KV cache)."),
+    Step("evaluation_report", "evaluate", eval_steps.run_evaluation_report,
+         deps=("rec_scores", "baseline_results", "baseline_scores", "llm_ranking"),
+         outs={"evaluation_report": paths.EVALUATION_MD, "evaluation_html": paths.EVALUATION_HTML},
+         params=("baselines", "ranking"), metrics=paths.METRICS, code=("explainrec_core/evaluation/report.py",),
+         plots=(f"{paths.FIGURES}/roc_test.png", f"{paths.FIGURES}/auc_by_method.png"),
+         reads_metrics=("base_model", "alpaca_adapter", "rec_adapter", "rec_evaluation", "ranking_candidates",
+                        "llm_ranking"),
+         doc="Tables shaped like the paper's, plots, and reports/metrics.json."),
 )
 
 GATE = Gate("validate", checks=tuple(CHECKS), params=("quality", "samples.like_threshold",

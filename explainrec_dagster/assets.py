@@ -63,10 +63,12 @@ def source_asset(source: pipeline.Source) -> dg.AssetsDefinition:
 
 
 def upstream(step: pipeline.Step) -> list[str]:
-    """A step's inputs; a training step also sits downstream of every asset the quality gate checks, so a
-    failing blocking check in the same run stops it."""
-    gate = [name for name in pipeline.GATE.checks if name not in step.deps] if step.gated else []
-    return [*step.deps, *gate]
+    """A step's inputs, the outputs of the steps whose metrics it reads, and, for a training step, every asset
+    the quality gate checks, so a failing blocking check in the same run stops it."""
+    names = list(step.deps)
+    names += [out for name in step.reads_metrics for out in pipeline.step(name).outs]
+    names += list(pipeline.GATE.checks) if step.gated else []
+    return list(dict.fromkeys(names))
 
 
 def step_assets(step: pipeline.Step) -> dg.AssetsDefinition:

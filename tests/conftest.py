@@ -43,6 +43,8 @@ def fast_llm_params(base_dir: Path) -> dict:
         "rec_prompts": {"train_samples": 8, "valid_samples": 8, "test_samples": 16, "cold_start_samples": 8},
         "rec_training": {"epochs": 1, "batch_size": 4, "grad_accum": 1, "eval_every": 1, "patience": 0,
                          "warmup_steps": 0, "checkpoint_every": 1},
+        "baselines": {"methods": ["popularity", "bpr"], "seeds": [0, 1], "hyperparameters": {"bpr": {"epochs": 2}}},
+        "ranking": {"max_positives": 20, "llm_positives": 2},
     }
 
 

@@ -22,6 +22,7 @@ from explainrec_core.pipeline import run_step
 from tests.conftest import fast_llm_params, write_params
 
 LLM_STEPS = ("base_model", "alpaca_data", "alpaca_adapter", "rec_prompts", "rec_adapter", "rec_evaluation")
+EVAL_STEPS = ("ranking_candidates", "baselines", "llm_ranking", "evaluation_report")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,8 @@ def trained(tmp_path_factory, ml100k_raw, tiny_llm_dir):
     root = tmp_path_factory.mktemp("llm_project")
     write_params(root, data={"raw_dir": str(ml100k_raw)}, **fast_llm_params(tiny_llm_dir))
     cfg = load_config(root / "params.yaml")
-    stats = {step: run_step(step, cfg, root) for step in ("ingest", "samples", "cold_start_sets", *LLM_STEPS)}
+    stats = {step: run_step(step, cfg, root)
+             for step in ("ingest", "samples", "cold_start_sets", *LLM_STEPS, *EVAL_STEPS)}
     return root, stats
 
 
@@ -55,6 +57,37 @@ def test_both_stages_and_the_evaluation(trained):
     assert {evaluation[s]["n"] for s in ("test", "new_user", "new_item")} == {16, 8}
     scores = pl.read_parquet(root / paths.REC_SCORES)
     assert scores["p_yes"].is_between(0, 1).all() and scores.height == 32
+
+
+def test_every_method_sees_the_same_samples_and_candidates(trained):
+    root, stats = trained
+    llm = pl.read_parquet(root / paths.REC_SCORES).select("set", "sample_id").sort("set", "sample_id")
+    baseline_scores = pl.read_parquet(root / paths.BASELINE_SCORES)
+    for (method, seed), part in baseline_scores.group_by("method", "seed"):
+        assert part.select("set", "sample_id").sort("set", "sample_id").equals(llm), (method, seed)
+    candidates = pl.read_parquet(root / paths.RANKING_CANDIDATES)
+    ranked = pl.read_parquet(root / paths.LLM_RANKING)
+    assert ranked["sample_id"].to_list() == candidates["sample_id"].head(2).to_list()
+    assert all(len(s) == 100 for s in ranked["scores"].to_list())
+    results = pl.read_parquet(root / paths.BASELINE_RESULTS)
+    assert sorted(results.select("method", "seed").rows()) == [("bpr", 0), ("bpr", 1), ("popularity", 0),
+                                                                ("popularity", 1)]
+    assert (results["rank_n"] == 20).all()
+
+
+def test_report_and_metrics(trained):
+    root, stats = trained
+    metrics = json.loads((root / paths.METRICS).read_text())
+    assert set(metrics["methods"]) == {"tallrec_lora", "popularity", "bpr"}
+    assert metrics["sample_counts"]["test"] == 16 and metrics["seeds"]["baselines"] == [0, 1]
+    bpr = metrics["methods"]["bpr"]
+    assert bpr["test_auc"]["n_seeds"] == 2 and 0 <= bpr["test_auc"]["mean"] <= 1 and bpr["ndcg@10"] is not None
+    assert metrics["methods"]["tallrec_lora"]["test_auc"] == stats["rec_evaluation"]["test"]["auc"]
+    md = (root / paths.EVALUATION_MD).read_text()
+    assert "Table I: main results" in md and "| bpr |" in md and "Table III: cold start" in md
+    page = (root / paths.EVALUATION_HTML).read_text()
+    assert page.count("data:image/png;base64,") == 3 and 'src="http' not in page  # self-contained
+    assert (root / "reports/figures/roc_test.png").stat().st_size > 5000
 
 
 def test_prompts_use_the_same_seeded_samples(trained):

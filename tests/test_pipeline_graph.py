@@ -36,7 +36,9 @@ def test_dvc_stages_match_steps():
         stage = DVC_YAML[step.name]
         assert stage["cmd"] == f"explainrec run {step.name}"
         gate = [pipeline.GATE.report] if step.gated else []
-        assert _names(stage["deps"]) == [paths[d] for d in step.deps] + list(step.code) + gate, step.name
+        metrics_read = [pipeline.step(name).metrics for name in step.reads_metrics]
+        assert _names(stage["deps"]) == [paths[d] for d in step.deps] + metrics_read + list(step.code) + gate, \
+            step.name
         assert stage["params"] == list(step.params), step.name
         assert _names(stage["outs"]) == list(step.outs.values()), step.name
         assert _names(stage["metrics"]) == [step.metrics], step.name
@@ -86,7 +88,8 @@ def test_dagster_graph_matches_steps():
         for out in step.outs:
             node = graph.get(dg.AssetKey(out))
             gate = set(pipeline.GATE.checks) if step.gated else set()
-            assert {p.to_user_string() for p in node.parent_keys} == set(step.deps) | gate, out
+            read = {o for name in step.reads_metrics for o in pipeline.step(name).outs}
+            assert {p.to_user_string() for p in node.parent_keys} == set(step.deps) | gate | read, out
             assert node.group_name == step.group
             assert defs.resolve_assets_def(out).node_def.name == step.name
     specs = [spec for check in CHECKS for spec in check.check_specs]

@@ -1,0 +1,156 @@
+"""Rank many candidates for one user without recomputing the user: the prompt prefix runs once, KV-cached.
+
+A TALLRec prompt is the same for every candidate item up to the target title. We split it into
+
+    prefix = "...Whether the user will like the target movie"        (rec_prompt_parts)
+    suffix = ' "Title (Year)"?\\n\\n### Response:\\n'                   (candidate_suffix)
+
+run the prefix once with a cache, copy its keys/values to a batch of suffixes and read P(Yes) at each suffix's
+last real token (the same softmax over the "Yes"/"No" logits as `scoring.score_yes`).
+
+Token boundary. The model sees `prefix_ids + suffix_ids` (the prefix tokenised with the tokenizer's special
+tokens, each suffix without). That equals the tokenisation of the full prompt string only when no token spans the
+boundary. We split *before* the space that precedes the target: byte-level BPE tokenizers (SmolLM2, GPT-2 style)
+start a word-piece at a space, so for SmolLM2 the ids are identical to tokenising the full prompt (tested on real
+ML-100K prompts) and the scores equal `score_yes` on the full prompts. Splitting *after* the space
+("...target movie " + '"Title..."') would not: SmolLM2 then gets a lone "Ġ" token and a '"' token instead of
+its usual 'Ġ"' token, a sequence the model never sees in training. Other tokenizers (e.g. SentencePiece) may
+still merge differently at the boundary; `boundary_matches` checks a tokenizer on given texts. Whatever the
+tokenizer, the scores here equal a plain forward pass over `prefix_ids + suffix_ids` (tested).
+
+Padding. Suffixes differ in length, so a batch is right-padded; the attention mask covers prefix + suffix (pad
+keys masked), position ids continue from the prefix (prefix_len + arange), and the logits are taken at each
+row's own last real position (passed to the model as `logits_to_keep` indices, so only those rows of the vocab
+projection are computed). A pad query attends to real keys only, so it never produces NaNs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from explainrec_core.prompts import REC_INSTRUCTION, alpaca_prompt, rec_input
+
+_TARGET = "\x00target\x00"  # stands in for the target title while splitting the template
+
+
+def _template_parts(history: Sequence[tuple[str, float]], like_threshold: float) -> tuple[str, str]:
+    liked = [item for item, rating in history if rating > like_threshold]
+    disliked = [item for item, rating in history if rating <= like_threshold]
+    full = alpaca_prompt(REC_INSTRUCTION, rec_input(liked, disliked, _TARGET))
+    head, sep, tail = full.rpartition(_TARGET)  # the target is the last field of the prompt
+    if not sep or _TARGET in tail:
+        raise ValueError("cannot locate the target in the recommendation prompt")
+    if not head.endswith(" "):
+        raise ValueError("the recommendation prompt no longer has a space before the target")
+    return head[:-1], " " + "{target}" + tail
+
+
+def rec_prompt_parts(history: Sequence[tuple[str, float]], like_threshold: float) -> str:
+    """The shared prefix of the TALLRec prompt for `history` ((quoted item, rating), oldest first).
+
+    `rec_prompt_parts(h, t) + candidate_suffix(target)` is exactly the prompt `build_rec_prompt` builds when the
+    history fits the cutoff (no history is dropped here: pass `history[-n:]` to shorten it).
+    """
+    return _template_parts(history, like_threshold)[0]
+
+
+def candidate_suffix(target: str) -> str:
+    """The per-candidate part of the prompt for a quoted target (`prompts.quote_item`), starting with a space."""
+    return _template_parts([], 0.0)[1].replace("{target}", target)
+
+
+def boundary_matches(tokenizer, prefix: str, suffixes: Sequence[str]) -> bool:
+    """True when tokenising each full prompt gives exactly prefix ids + suffix ids (no token spans the split)."""
+    prefix_ids = tokenizer(prefix)["input_ids"]
+    return all(tokenizer(prefix + s)["input_ids"] == prefix_ids + tokenizer(s, add_special_tokens=False)["input_ids"]
+               for s in suffixes)
+
+
+def _cache_argument(model) -> str:
+    """The forward keyword for a KV cache: `cache` in transformers >= 5.x (deprecated alias until 5.40),
+    `past_key_values` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model passes kwargs on
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _output_cache(output):
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values", None)
+
+
+def _key_values(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer (keys, values), each (1, kv_heads, prefix_len, head_dim), from any cache format."""
+    if hasattr(cache, "layers"):  # transformers >= 4.56: Cache.layers[i].keys / .values
+        pairs = [(layer.keys, layer.values) for layer in cache.layers]
+    elif hasattr(cache, "to_legacy_cache"):  # older DynamicCache
+        pairs = [(k, v) for k, v, *_ in cache.to_legacy_cache()]
+    else:  # legacy tuple of (k, v)
+        pairs = [(k, v) for k, v, *_ in cache]
+    if any(k is None or v is None for k, v in pairs):
+        raise ValueError("the model's cache has empty layers (sliding-window or shared-KV models are not supported)")
+    return pairs
+
+
+def _expanded_cache(pairs, batch: int):
+    from transformers.cache_utils import DynamicCache
+
+    cache = DynamicCache()
+    for layer, (keys, values) in enumerate(pairs):
+        cache.update(keys.expand(batch, -1, -1, -1).contiguous(), values.expand(batch, -1, -1, -1).contiguous(),
+                     layer)
+    return cache
+
+
+@torch.inference_mode()
+def score_shared_prefix(model, tokenizer, prefix: str, suffixes: Sequence[str], answer_ids: dict[str, int],
+                        batch_size: int = 32) -> np.ndarray:
+    """P(Yes) for `prefix + suffix` for each suffix (in the given order), running the prefix once."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = next(model.parameters()).device
+    prefix_ids = tokenizer(prefix)["input_ids"]
+    suffix_ids = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in suffixes]
+    if not prefix_ids:
+        raise ValueError("the prefix tokenises to nothing")
+    if any(not ids for ids in suffix_ids):
+        raise ValueError("a suffix tokenises to nothing: it needs at least one token to read P(Yes) from")
+    scores = np.empty(len(suffixes), dtype=np.float64)
+    if not suffixes:
+        return scores
+    yes_no = torch.tensor([answer_ids["Yes"], answer_ids["No"]], device=device)
+    cache_arg = _cache_argument(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    n_prefix = len(prefix_ids)
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True, logits_to_keep=1)
+        pairs = _key_values(_output_cache(out))
+        del out
+        for start in range(0, len(suffix_ids), batch_size):
+            batch = suffix_ids[start: start + batch_size]
+            rows, width = len(batch), max(map(len, batch))
+            lengths = torch.tensor([len(ids) for ids in batch], device=device)
+            input_ids = torch.full((rows, width), pad, dtype=torch.long)
+            for row, ids in enumerate(batch):
+                input_ids[row, : len(ids)] = torch.tensor(ids)
+            input_ids = input_ids.to(device)
+            suffix_mask = (torch.arange(width, device=device) < lengths[:, None]).long()
+            attention_mask = torch.cat([torch.ones((rows, n_prefix), dtype=torch.long, device=device),
+                                        suffix_mask], dim=1)
+            position_ids = (n_prefix + torch.arange(width, device=device)).expand(rows, -1)
+            last = lengths - 1
+            keep, where = torch.unique(last, return_inverse=True)  # only the positions someone needs
+            logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                           use_cache=True, logits_to_keep=keep, **{cache_arg: _expanded_cache(pairs, rows)}).logits
+            logits = logits[torch.arange(rows, device=device), where]  # (rows, vocab): each row's last real token
+            p_yes = torch.softmax(logits.float().index_select(-1, yes_no), dim=-1)[:, 0]
+            scores[start: start + rows] = p_yes.cpu().numpy()
+    finally:
+        model.train(was_training)
+    return scores

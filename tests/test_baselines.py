@@ -1,0 +1,206 @@
+"""Baselines: the training-period cut, the shared interface on any batch, seeding, hand-computed scores, learning
+on a synthetic world with obvious structure, and a cheap check on the real ML-100K validation split."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from explainrec_core.baselines import BASELINES, Recommender, TrainingData
+from explainrec_core.baselines.bpr import BPR, BPRConfig
+from explainrec_core.baselines.content import ContentBased, encode_texts
+from explainrec_core.baselines.lightgcn import LightGCN, LightGCNConfig
+from explainrec_core.baselines.popularity import Popularity
+from explainrec_core.baselines.sasrec import SASRec, SASRecConfig
+from explainrec_core.config import SamplesConfig, SplitConfig
+from explainrec_core.data.samples import build_samples, training_period_counts
+from tests.conftest import read_table
+
+LEARNED = ("bpr", "lightgcn", "sasrec")
+INTERACTIONS_SCHEMA = {"user_id": pl.Int64, "item_id": pl.Int64, "rating": pl.Float64, "timestamp": pl.Int64}
+
+
+def _interactions(rows) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=INTERACTIONS_SCHEMA, orient="row")
+
+
+def _items(ids, titles=None) -> pl.DataFrame:
+    titles = titles or [f"Film number {i}" for i in ids]
+    return pl.DataFrame({"item_id": list(ids), "title": titles, "year": [1990 + i % 10 for i in ids],
+                         "genres": [["Drama"] if i % 2 else ["Comedy"] for i in ids]},
+                        schema={"item_id": pl.Int64, "title": pl.String, "year": pl.Int32,
+                                "genres": pl.List(pl.String)})
+
+
+def _batch(rows) -> pl.DataFrame:
+    """Rows of (user_id, item_id, history_item_ids, history_ratings)."""
+    return pl.DataFrame(rows, schema={"user_id": pl.Int64, "item_id": pl.Int64,
+                                      "history_item_ids": pl.List(pl.Int64),
+                                      "history_ratings": pl.List(pl.Float64)}, orient="row")
+
+
+def group_world(n_users: int = 120, n_items: int = 30, per_user: int = 16, seed: int = 0):
+    """Two user groups with opposite tastes: even users like items 1..15 and dislike 16..30, odd users the
+    reverse. Users rate in parallel (interleaved timestamps), so the global time cut holds out each user's last
+    ratings. Returns (samples, interactions, items); item 31 is in the catalogue but never rated."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(1, n_users + 1):
+        for k, item in enumerate(rng.choice(n_items, per_user, replace=False) + 1):
+            liked = (item <= n_items // 2) == (user % 2 == 0)
+            rows.append((user, int(item), 5.0 if liked else 1.0, 1_000 * (k + 1) + user))
+    interactions = _interactions(rows)
+    samples = build_samples(interactions, SamplesConfig(history_len=10, min_history=1), SplitConfig(0.7, 0.1))
+    return samples, interactions, _items(range(1, n_items + 2))
+
+
+@pytest.fixture(scope="module")
+def world():
+    samples, interactions, items = group_world()
+    return samples, TrainingData.from_tables(samples, interactions, items, like_threshold=3.0)
+
+
+# --- TrainingData ---
+
+def test_from_tables_drops_interactions_after_the_training_period():
+    samples = pl.DataFrame({
+        "user_id": [1, 1, 2, 2], "item_id": [11, 12, 21, 22], "timestamp": [10, 20, 20, 30],
+        "split": ["train", "train", "valid", "test"],
+    })
+    interactions = _interactions([
+        (1, 10, 4.0, 5), (1, 11, 4.0, 10), (1, 12, 2.0, 20),  # user 1: first rating + two train targets
+        (0, 90, 5.0, 20),  # another user's first rating, tied with the last train target, earlier in key order
+        (2, 20, 5.0, 15), (2, 21, 5.0, 20),  # user 2: the valid target ties in time with the last train target
+        (2, 22, 1.0, 30), (3, 30, 4.0, 40),  # later: dropped
+    ])
+    data = TrainingData.from_tables(samples, interactions, _items([10, 11, 12, 20, 21, 22, 30, 90]), 3.0)
+    kept = set(data.interactions.select("user_id", "item_id").iter_rows())
+    assert kept == {(1, 10), (1, 11), (1, 12), (0, 90), (2, 20)}
+    assert data.train["split"].unique().to_list() == ["train"]
+    assert set(data.liked().select("user_id", "item_id").iter_rows()) == {(1, 10), (1, 11), (0, 90), (2, 20)}
+    with pytest.raises(ValueError, match="train"):
+        TrainingData.from_tables(samples.filter(pl.col("split") != "train"), interactions, data.items, 3.0)
+
+
+def test_from_tables_on_real_ml100k_matches_the_cold_start_training_period(processed_ml100k):
+    folder = processed_ml100k / "data" / "processed"
+    samples, interactions = read_table(folder, "samples"), read_table(folder, "interactions")
+    data = TrainingData.from_tables(samples, interactions, read_table(folder, "items"), like_threshold=3.0)
+    users, _ = training_period_counts(samples, interactions)
+    assert data.interactions.height == users["user_train_interactions"].sum()
+    assert 0 < data.interactions.height < interactions.height
+    assert data.interactions["timestamp"].max() <= data.train["timestamp"].max()
+    later = samples.filter(pl.col("split") != "train").select("user_id", "item_id")
+    assert data.interactions.join(later, on=["user_id", "item_id"], how="semi").is_empty()
+
+
+# --- the shared interface ---
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_every_model_fits_and_scores_any_batch_deterministically(name, world):
+    samples, data = world
+    batch = pl.concat([
+        samples.filter(pl.col("split") == "test").select("user_id", "item_id", "history_item_ids",
+                                                          "history_ratings").head(5),
+        _batch([
+            (999, 3, [1, 20], [5.0, 1.0]),  # a user unseen in training, with history
+            (998, 4, [], []),  # unseen user, empty history
+            (2, 9999, [1, 2], [5.0, 4.0]),  # an item outside the catalogue
+            (2, 31, [1], [5.0]),  # a catalogue item nobody rated in training
+            (997, 5, [8888, 1], [5.0, 2.0]),  # a history item outside the catalogue
+        ]),
+    ])
+    model = BASELINES[name]()
+    assert isinstance(model, Recommender) and model.name == name
+    stats = model.fit(data, seed=0)
+    assert isinstance(stats, dict) and stats["seconds"] >= 0
+    scores = model.score(batch)
+    assert scores.shape == (batch.height,) and np.isfinite(scores).all()
+    assert model.score(batch.head(0)).shape == (0,)
+
+    again = BASELINES[name]()
+    again.fit(data, seed=0, valid=samples.filter(pl.col("split") == "valid"))  # valid is only evaluated
+    np.testing.assert_array_equal(again.score(batch), scores)
+    other = BASELINES[name]()
+    other.fit(data, seed=1)
+    if name in LEARNED:
+        assert not np.array_equal(other.score(batch), scores)
+    else:
+        np.testing.assert_array_equal(other.score(batch), scores)
+
+
+# --- hand-computed scores ---
+
+def test_popularity_counts_likes_in_the_training_period():
+    interactions = _interactions([
+        (1, 1, 5.0, 1), (2, 1, 4.0, 2), (3, 1, 4.0, 3),  # item 1: three likes
+        (1, 2, 4.0, 4), (2, 2, 3.0, 5), (3, 2, 1.0, 6),  # item 2: rated as often, one like
+        (4, 2, 5.0, 100),  # after the training period: not counted
+    ])
+    samples = pl.DataFrame({"user_id": [3], "item_id": [2], "timestamp": [6], "split": ["train"]})
+    model = Popularity()
+    model.fit(TrainingData.from_tables(samples, interactions, _items([1, 2, 3]), 3.0), seed=0)
+    scores = model.score(_batch([(9, 1, [], []), (9, 2, [1], [5.0]), (9, 3, [], [])]))
+    np.testing.assert_allclose(scores, [math.log(3 + 1), math.log(1 + 1), math.log(0 + 1)])
+    assert scores[0] > scores[1] > scores[2]
+
+
+TOY_STORY = "Toy Story (1995). Genres: Animation, Children's, Comedy"
+ALADDIN = "Aladdin (1992). Genres: Animation, Children's, Comedy, Musical"
+SCHINDLER = "Schindler's List (1993). Genres: Drama, War"
+
+
+def test_encoder_gives_real_sentence_semantics():
+    toy, aladdin, schindler = encode_texts([TOY_STORY, ALADDIN, SCHINDLER])
+    np.testing.assert_allclose([np.linalg.norm(v) for v in (toy, aladdin, schindler)], 1.0, atol=1e-5)
+    assert toy @ aladdin > toy @ schindler + 0.1
+
+
+def test_content_scores_liked_history_above_disliked_history():
+    items = pl.DataFrame({"item_id": [1, 2, 3], "title": ["Toy Story", "Schindler's List", "Aladdin"],
+                          "year": [1995, 1993, 1992],
+                          "genres": [["Animation", "Children's", "Comedy"], ["Drama", "War"],
+                                     ["Animation", "Children's", "Comedy", "Musical"]]})
+    samples = pl.DataFrame({"user_id": [1], "item_id": [1], "timestamp": [1], "split": ["train"]})
+    model = ContentBased()
+    model.fit(TrainingData.from_tables(samples, _interactions([(1, 1, 5.0, 1)]), items, 3.0), seed=0)
+    # history: Toy Story liked, Schindler's List disliked
+    scores = model.score(_batch([(7, 1, [1, 2], [5.0, 2.0]), (7, 2, [1, 2], [5.0, 2.0]),
+                                 (7, 3, [1, 2], [5.0, 2.0]), (7, 3, [1], [5.0]), (7, 42, [1], [5.0])]))
+    toy, schindler, aladdin = encode_texts([TOY_STORY, SCHINDLER, ALADDIN]).astype(np.float64)
+    assert scores[0] > scores[2] > scores[1]
+    np.testing.assert_allclose(scores[0], 1 - toy @ schindler, atol=1e-6)
+    np.testing.assert_allclose(scores[3], aladdin @ toy, atol=1e-6)  # no disliked history: that side counts 0
+    assert scores[4] == 0.0  # unknown target
+
+
+# --- learning ---
+
+@pytest.mark.parametrize("model", [
+    BPR(BPRConfig(batch_size=64, epochs=30)),
+    LightGCN(LightGCNConfig(batch_size=64, epochs=30)),
+    SASRec(SASRecConfig(batch_size=32, epochs=60, lr=3e-3, dropout=0.1)),  # small data: more, bigger steps
+], ids=lambda m: m.name)
+def test_collaborative_models_learn_the_group_structure(model, world):
+    samples, data = world
+    held_out = samples.filter(pl.col("split") != "train")
+    stats = model.fit(data, seed=0)
+    assert stats["loss_curve"][-1] < stats["loss_curve"][0]
+    assert roc_auc_score(held_out["label"].to_numpy(), model.score(held_out)) > 0.8
+    # users never seen in training are scored from their history alone
+    new_users = held_out.with_columns(pl.col("user_id") + 10_000)
+    assert roc_auc_score(new_users["label"].to_numpy(), model.score(new_users)) > 0.8
+
+
+def test_real_ml100k_valid_auc_beats_chance(processed_ml100k):
+    folder = processed_ml100k / "data" / "processed"
+    samples = read_table(folder, "samples").filter(pl.col("split") != "test")  # the test split stays unseen
+    data = TrainingData.from_tables(samples, read_table(folder, "interactions"), read_table(folder, "items"), 3.0)
+    valid = samples.filter(pl.col("split") == "valid")
+    for model, floor in ((Popularity(), 0.58), (BPR(BPRConfig(epochs=5)), 0.65)):
+        stats = model.fit(data, seed=0, valid=valid)
+        assert stats["valid_auc"] > floor, (model.name, stats["valid_auc"])

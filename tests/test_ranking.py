@@ -1,0 +1,200 @@
+"""The ranking protocol: hand-computed metrics, candidate sampling properties, and the real ML-100K test split."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from explainrec_core.evaluation.ranking import (
+    build_candidates,
+    collect_scores,
+    expand_candidates,
+    positive_ranks,
+    ranking_metrics,
+)
+
+# --- metrics -------------------------------------------------------------------------------------------------
+
+
+def test_perfect_scorer_gets_every_metric_one():
+    scores = np.tile(np.r_[1.0, np.linspace(0.9, 0.0, 99)], (4, 1))
+    metrics = ranking_metrics(scores)
+    assert metrics == {"hit@5": 1.0, "ndcg@5": 1.0, "hit@10": 1.0, "ndcg@10": 1.0, "hit@20": 1.0,
+                       "ndcg@20": 1.0, "mrr": 1.0, "n": 4}
+
+
+def test_positive_ranked_third():
+    scores = np.array([[0.5, 0.9, 0.1, 0.7, 0.2, 0.3]])  # two negatives above the positive
+    assert positive_ranks(scores).tolist() == [3]
+    metrics = ranking_metrics(scores, ks=(2, 5))
+    assert metrics["hit@5"] == 1.0
+    assert metrics["ndcg@5"] == pytest.approx(1 / math.log2(4)) == 0.5
+    assert metrics["hit@2"] == 0.0 and metrics["ndcg@2"] == 0.0
+    assert metrics["mrr"] == pytest.approx(1 / 3)
+
+
+def test_constant_scorer_gets_the_worst_rank():
+    scores = np.full((3, 100), 0.5)  # 99 negatives, all tied with the positive
+    assert positive_ranks(scores).tolist() == [100, 100, 100]
+    metrics = ranking_metrics(scores)
+    assert metrics["hit@5"] == metrics["hit@20"] == metrics["ndcg@20"] == 0.0
+    assert metrics["mrr"] == pytest.approx(1 / 100)
+
+
+def test_mixed_case_is_averaged_over_rows():
+    scores = np.array([
+        [0.9, 0.1, 0.2, 0.3, 0.4],  # rank 1
+        [0.5, 0.6, 0.7, 0.1, 0.2],  # rank 3
+        [0.1, 0.5, 0.5, 0.5, 0.5],  # rank 5
+        [0.5, 0.5, 0.1, 0.1, 0.1],  # one tie: rank 2 (pessimistic)
+    ])
+    assert positive_ranks(scores).tolist() == [1, 3, 5, 2]
+    metrics = ranking_metrics(scores, ks=(1, 3))
+    assert metrics["hit@1"] == pytest.approx(1 / 4)
+    assert metrics["hit@3"] == pytest.approx(3 / 4)
+    assert metrics["ndcg@1"] == pytest.approx(1 / 4)
+    assert metrics["ndcg@3"] == pytest.approx((1 + 0.5 + 0 + 1 / math.log2(3)) / 4)
+    assert metrics["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 5 + 1 / 2) / 4)
+    assert metrics["n"] == 4
+
+
+def test_metrics_refuse_bad_scores():
+    with pytest.raises(ValueError, match="NaN"):
+        ranking_metrics(np.array([[np.nan, 0.1, 0.2]]))
+    with pytest.raises(ValueError, match="n_negatives"):
+        ranking_metrics(np.array([0.1, 0.2]))
+
+
+# --- candidates on hand-built frames ----------------------------------------------------------------------------
+
+N_ITEMS = 300
+
+
+def _interactions() -> pl.DataFrame:
+    rows = [(9, i, 3.0, i) for i in range(1, N_ITEMS + 1)]  # user 9 rated every item: the item universe is 1..300
+    rows += [(1, i, 4.0, 1000 + i) for i in range(1, 51)]  # user 1: items 1..50
+    rows += [(2, i, 2.0, 2000 + i) for i in range(40, 61)]  # user 2: items 40..60
+    rows += [(4, i, 5.0, 4000 + i) for i in range(1, 251)]  # user 4: only 50 unseen items
+    return pl.DataFrame(rows, schema={"user_id": pl.Int64, "item_id": pl.Int64, "rating": pl.Float64,
+                                      "timestamp": pl.Int64}, orient="row")
+
+
+def _samples(users=(1, 2)) -> pl.DataFrame:
+    rows = []
+    sid = 0
+    for user in users:
+        for item, label, split in ((45, 1, "test"), (46, 0, "test"), (47, 1, "test"), (48, 1, "train"),
+                                   (49, 1, "test"), (50, 1, "valid")):
+            rows.append((sid, user, item, 4.0 if label else 2.0, label, 100 + sid, [item - 2, item - 1],
+                         [4.0, 2.0], split))
+            sid += 1
+    return pl.DataFrame(rows, schema={"sample_id": pl.Int64, "user_id": pl.Int64, "item_id": pl.Int64,
+                                      "rating": pl.Float64, "label": pl.Int8, "timestamp": pl.Int64,
+                                      "history_item_ids": pl.List(pl.Int64), "history_ratings": pl.List(pl.Float64),
+                                      "split": pl.String}, orient="row")
+
+
+def test_candidates_are_unseen_distinct_and_positive_first():
+    interactions, samples = _interactions(), _samples()
+    cands = build_candidates(samples, interactions, seed=3)
+    assert cands.columns == ["sample_id", "user_id", "item_id", "candidates", "history_item_ids", "history_ratings"]
+    expected = samples.filter((pl.col("split") == "test") & (pl.col("label") == 1)).sort("sample_id")
+    assert cands["sample_id"].to_list() == expected["sample_id"].to_list()
+    assert cands["history_item_ids"].to_list() == expected["history_item_ids"].to_list()
+    assert cands["history_ratings"].to_list() == expected["history_ratings"].to_list()
+    seen = {u: set(g["item_id"].to_list()) for (u,), g in interactions.group_by("user_id")}
+    for row in cands.iter_rows(named=True):
+        candidates = row["candidates"]
+        assert len(candidates) == 100 and candidates[0] == row["item_id"]
+        negatives = candidates[1:]
+        assert len(set(negatives)) == 99
+        assert not set(negatives) & seen[row["user_id"]]
+        assert all(1 <= item <= N_ITEMS for item in negatives)
+
+
+def test_candidates_are_deterministic_and_order_independent():
+    interactions, samples = _interactions(), _samples()
+    first = build_candidates(samples, interactions, seed=3)
+    again = build_candidates(samples.sample(fraction=1.0, shuffle=True, seed=1),
+                             interactions.sample(fraction=1.0, shuffle=True, seed=2), seed=3)
+    assert first.equals(again)
+    other = build_candidates(samples, interactions, seed=4)
+    assert first["candidates"].to_list() != other["candidates"].to_list()
+    assert first["item_id"].to_list() == other["item_id"].to_list()
+
+
+def test_max_positives_keeps_a_seeded_subset_with_the_same_candidates():
+    interactions, samples = _interactions(), _samples()
+    full = build_candidates(samples, interactions, seed=3)
+    subset = build_candidates(samples, interactions, seed=3, max_positives=3)
+    assert subset.height == 3 and subset["sample_id"].is_sorted()
+    assert subset.equals(full.filter(pl.col("sample_id").is_in(subset["sample_id"].implode())))
+    assert subset.equals(build_candidates(samples, interactions, seed=3, max_positives=3))
+
+
+def test_negatives_are_drawn_uniformly():
+    # 600 positives of user 1 (250 unseen items, 99 drawn each): every unseen item is drawn ~600 * 99/250 times.
+    interactions = _interactions()
+    rows = [(s, 1, 10, 5.0, 1, s, [1], [5.0], "test") for s in range(600)]
+    samples = pl.DataFrame(rows, schema=_samples().schema, orient="row")
+    cands = build_candidates(samples, interactions)
+    counts = np.bincount(np.concatenate([c[1:] for c in cands["candidates"].to_list()]), minlength=N_ITEMS + 1)
+    assert counts[:51].sum() == 0 and (counts[51:] > 0).all()
+    expected = 600 * 99 / 250
+    assert abs(counts[51:].mean() - expected) < 1e-9
+    assert np.abs(counts[51:] - expected).max() < 6 * math.sqrt(expected)  # loose: catches a biased sampler
+
+
+def test_user_with_too_few_unseen_items_is_named():
+    with pytest.raises(ValueError, match="user 4 has only 50 unseen items"):
+        build_candidates(_samples(users=(4,)), _interactions())
+    assert build_candidates(_samples(users=(4,)), _interactions(), n_negatives=50).height == 3
+
+
+def test_expand_and_collect_round_trip():
+    cands = build_candidates(_samples(), _interactions(), n_negatives=5)
+    expanded = expand_candidates(cands)
+    assert expanded.columns == ["sample_id", "position", "user_id", "item_id", "history_item_ids",
+                                "history_ratings"]
+    assert expanded.height == cands.height * 6
+    assert expanded["item_id"].to_list() == [i for c in cands["candidates"].to_list() for i in c]
+    # a scorer that returns the item id: collect_scores must give back the candidate lists
+    scores = collect_scores(expanded, expanded["item_id"].to_numpy(), 6)
+    assert scores.tolist() == [[float(i) for i in c] for c in cands["candidates"].to_list()]
+    with pytest.raises(ValueError, match="order"):
+        collect_scores(expanded.reverse(), expanded["item_id"].to_numpy(), 6)
+    with pytest.raises(ValueError, match="scores for"):
+        collect_scores(expanded, np.zeros(5), 6)
+
+
+def test_empty_split_gives_an_empty_frame():
+    cands = build_candidates(_samples(), _interactions(), split="nope")
+    assert cands.height == 0 and cands.columns[3] == "candidates"
+
+
+# --- the real ML-100K test split ---------------------------------------------------------------------------------
+
+
+def test_real_test_split_candidates(processed_ml100k):
+    folder = processed_ml100k / "data" / "processed"
+    samples = pl.read_parquet(folder / "samples.parquet")
+    interactions = pl.read_parquet(folder / "interactions.parquet")
+    cands = build_candidates(samples, interactions, seed=0)
+    positives = samples.filter((pl.col("split") == "test") & (pl.col("label") == 1))
+    assert cands.height == positives.height > 5000
+    assert (cands["candidates"].list.len() == 100).all()
+    assert (cands["candidates"].list.first() == cands["item_id"]).all()
+    assert (cands["candidates"].list.n_unique() == 100).all()
+    expanded = expand_candidates(cands)
+    assert set(expanded["item_id"].unique().to_list()) <= set(interactions["item_id"].unique().to_list())
+    # every candidate the user interacted with (at any time) is the positive at position 0
+    hits = expanded.join(interactions.select("user_id", "item_id").unique(), on=["user_id", "item_id"])
+    assert hits.height == cands.height and (hits["position"] == 0).all()
+    # a random scorer lands near the chance level Hit@10 = 10/100
+    scores = collect_scores(expanded, np.random.default_rng(0).random(expanded.height), 100)
+    assert abs(ranking_metrics(scores)["hit@10"] - 0.1) < 0.02
+    subset = build_candidates(samples, interactions, seed=0, max_positives=200)
+    assert subset.equals(cands.filter(pl.col("sample_id").is_in(subset["sample_id"].implode())))
