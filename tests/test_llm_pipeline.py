@@ -90,6 +90,18 @@ def test_report_and_metrics(trained):
     assert (root / "reports/figures/roc_test.png").stat().st_size > 5000
 
 
+def test_report_command_prints_the_main_table(trained, monkeypatch):
+    from typer.testing import CliRunner
+
+    from explainrec_core.cli import app
+
+    root, _ = trained
+    monkeypatch.chdir(root)
+    result = CliRunner().invoke(app, ["report"])
+    assert result.exit_code == 0, result.output
+    assert "reports/evaluation.html" in result.output and "| tallrec_lora |" in result.output
+
+
 def test_prompts_use_the_same_seeded_samples(trained):
     root, _ = trained
     prompts = pl.read_parquet(root / paths.REC_PROMPTS)

@@ -26,7 +26,7 @@ from explainrec_core.io import write_parquet
 from explainrec_core.models import adapters
 from explainrec_core.progress import progress_bar
 from explainrec_core.prompts import quote_item
-from explainrec_core.steps.llm_steps import EVAL_SETS, _load_base
+from explainrec_core.steps.llm_steps import EVAL_SETS, load_base
 
 
 def _table(cfg: Config, root: Path, name: str) -> pl.DataFrame:
@@ -113,7 +113,7 @@ def _mean_std(rows: list[dict], key: str) -> dict:
 
 def run_llm_ranking(cfg: Config, root: Path) -> dict:
     """The rec adapter ranks the first `llm_positives` candidate lists, sharing each user's prompt prefix."""
-    info, model, tokenizer = _load_base(root)
+    info, model, tokenizer = load_base(root)
     model = adapters.load_adapter(model, root / paths.REC_ADAPTER)
     items = _table(cfg, root, "items")
     titles = {r["item_id"]: quote_item(r["title"], r["year"]) for r in items.iter_rows(named=True)}

@@ -42,7 +42,7 @@ def _base_info(root: Path) -> dict:
     return json.loads((root / paths.BASE_MODEL).read_text())
 
 
-def _load_base(root: Path):
+def load_base(root: Path):
     """(manifest, model, tokenizer): bf16 weights on a GPU (LoRA weights stay fp32), fp32 on the CPU."""
     info = _base_info(root)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
@@ -100,7 +100,7 @@ def run_alpaca_data(cfg: Config, root: Path) -> dict:
 
 
 def run_alpaca_adapter(cfg: Config, root: Path) -> dict:
-    info, model, tokenizer = _load_base(root)
+    info, model, tokenizer = load_base(root)
     data = pl.read_parquet(root / paths.ALPACA_DATA)
     pairs = [(alpaca_prompt(r["instruction"], r["input"]), r["output"]) for r in data.iter_rows(named=True)]
     examples, skipped = encode_all(tokenizer, pairs, cfg.alpaca_training.cutoff)
@@ -190,7 +190,7 @@ def _scorer(tokenizer, answer_ids: dict, prompts: list[str], labels: list[int], 
 
 
 def run_rec_adapter(cfg: Config, root: Path) -> dict:
-    info, model, tokenizer = _load_base(root)
+    info, model, tokenizer = load_base(root)
     prompts = pl.read_parquet(root / paths.REC_PROMPTS)
     train_rows, valid_rows = (prompts.filter(pl.col("set") == s) for s in ("train", "valid"))
     examples, skipped = encode_all(tokenizer, zip(train_rows["prompt"], train_rows["response"], strict=True),
@@ -218,7 +218,7 @@ def run_rec_adapter(cfg: Config, root: Path) -> dict:
 
 def run_rec_evaluation(cfg: Config, root: Path) -> dict:
     """P(Yes) for the test and cold-start samples with the rec adapter; AUC per set."""
-    info, model, tokenizer = _load_base(root)
+    info, model, tokenizer = load_base(root)
     model = adapters.load_adapter(model, root / paths.REC_ADAPTER)
     prompts = pl.read_parquet(root / paths.REC_PROMPTS).filter(pl.col("set").is_in(EVAL_SETS))
     unique = prompts.unique("sample_id").sort("sample_id")  # a sample in several sets is scored once
