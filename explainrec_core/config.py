@@ -186,12 +186,6 @@ class Config:
                 f"({self.samples.history_len})"
             )
 
-    def with_overrides(self, **sections: dict) -> Config:
-        """A copy with some fields replaced, e.g. `cfg.with_overrides(data={"raw_dir": "x"})`."""
-        return _build(Config, {**dataclasses.asdict(self), **{
-            k: {**dataclasses.asdict(getattr(self, k)), **v} for k, v in sections.items()
-        }}, "")
-
 
 def load_config(path: str | Path = DEFAULT_PARAMS) -> Config:
     path = Path(path)

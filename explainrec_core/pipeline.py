@@ -60,7 +60,6 @@ class Gate:
     params: tuple[str, ...]
     report: str
     code: tuple[str, ...]
-    doc: str = ""
 
 
 DATA_CODE = ("explainrec_core/data/ingest.py", "explainrec_core/data/movielens.py", "explainrec_core/data/rawcheck.py")
@@ -141,8 +140,7 @@ STEPS = (
 GATE = Gate("validate", checks=tuple(CHECKS), params=("quality", "samples.like_threshold",
                                                       "samples.history_len", "samples.min_history"),
             report="reports/data_quality.json",
-            code=("explainrec_core/quality/suites.py", "explainrec_core/quality/gate.py"),
-            doc="Great Expectations suites over every table; training stages depend on its report.")
+            code=("explainrec_core/quality/suites.py", "explainrec_core/quality/gate.py"))
 
 
 def step(name: str) -> Step:

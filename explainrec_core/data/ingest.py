@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import polars as pl
-
 from explainrec_core.data.movielens import Tables, read_ml25m, read_ml100k
 from explainrec_core.errors import DataError
 from explainrec_core.io import write_parquet
@@ -56,6 +54,3 @@ def table_stats(tables: Tables) -> dict:
         "last_timestamp": int(inter["timestamp"].max()),
     }
 
-
-def load_tables(out_dir: str | Path) -> Tables:
-    return Tables(*(pl.read_parquet(table_path(out_dir, name)) for name in TABLES))

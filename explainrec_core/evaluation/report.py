@@ -33,7 +33,7 @@ def _json(root: Path, rel: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _mean_std(frame: pl.DataFrame, column: str) -> dict | None:
+def mean_std(frame: pl.DataFrame, column: str) -> dict | None:
     values = frame[column].drop_nulls().to_numpy()
     if len(values) == 0:
         return None
@@ -60,13 +60,13 @@ def collect_metrics(cfg: Config, root: Path) -> dict:
         rows = baselines.filter(pl.col("method") == method)
         entry = {}
         for name in ("test", "new_user", "new_item"):
-            entry[f"{name}_auc"] = _mean_std(rows, f"{name}_auc_llm_subset")
-            entry[f"{name}_auc_full"] = _mean_std(rows, f"{name}_auc")
+            entry[f"{name}_auc"] = mean_std(rows, f"{name}_auc_llm_subset")
+            entry[f"{name}_auc_full"] = mean_std(rows, f"{name}_auc")
         for col in rows.columns:
             if col.startswith("rank_") and not col.endswith("_n"):
-                entry[col.removeprefix("rank_").replace("llm_subset_", "llm_subset.")] = _mean_std(rows, col)
-        entry["train_seconds"] = _mean_std(rows, "fit_seconds")
-        entry["inference_ms_per_sample"] = _mean_std(rows, "ms_per_sample")
+                entry[col.removeprefix("rank_").replace("llm_subset_", "llm_subset.")] = mean_std(rows, col)
+        entry["train_seconds"] = mean_std(rows, "fit_seconds")
+        entry["inference_ms_per_sample"] = mean_std(rows, "ms_per_sample")
         entry["seeds"] = rows["seed"].to_list()
         methods[method] = entry
     return {

@@ -20,7 +20,7 @@ from explainrec_core.config import Config
 from explainrec_core.errors import ConfigError
 from explainrec_core.evaluation.prefix_scoring import candidate_suffix, rec_prompt_parts, score_shared_prefix
 from explainrec_core.evaluation.ranking import build_candidates, collect_scores, expand_candidates, ranking_metrics
-from explainrec_core.evaluation.report import write_report
+from explainrec_core.evaluation.report import mean_std, write_report
 from explainrec_core.evaluation.scoring import auc
 from explainrec_core.io import write_parquet
 from explainrec_core.models import adapters
@@ -94,21 +94,15 @@ def run_baselines(cfg: Config, root: Path) -> dict:
             row.update({f"rank_llm_subset_{k}": v for k, v in ranking_metrics(grid[in_llm]).items()})
             results.append(row)
             advance(1, info=f"{method} seed {seed}: test AUC {row['test_auc']:.3f}")
-    write_parquet(pl.DataFrame(results), root / paths.BASELINE_RESULTS)
+    table = pl.DataFrame(results)
+    write_parquet(table, root / paths.BASELINE_RESULTS)
     write_parquet(pl.concat(subset_scores).select("method", "seed", "set", "sample_id", "label", "score"),
                   root / paths.BASELINE_SCORES)
     return {"methods": list(cfg.baselines.methods), "seeds": list(cfg.baselines.seeds),
-            "test_auc": _mean_std(results, "test_auc"), "ndcg@10": _mean_std(results, "rank_ndcg@10"),
+            **{metric: {m: mean_std(table.filter(pl.col("method") == m), column) for m in cfg.baselines.methods}
+               for metric, column in (("test_auc", "test_auc"), ("ndcg@10", "rank_ndcg@10"))},
             "hyperparameters": {m: dataclasses.asdict(_build_baseline(m, cfg.baselines.hyperparameters.get(m, {}))
                                                       .config) for m in cfg.baselines.methods}}
-
-
-def _mean_std(rows: list[dict], key: str) -> dict:
-    out = {}
-    for method in dict.fromkeys(r["method"] for r in rows):
-        values = [r[key] for r in rows if r["method"] == method and r[key] is not None]
-        out[method] = {"mean": float(np.mean(values)), "std": float(np.std(values))} if values else None
-    return out
 
 
 def run_llm_ranking(cfg: Config, root: Path) -> dict:

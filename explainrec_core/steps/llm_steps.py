@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import polars as pl
@@ -119,8 +120,7 @@ def run_alpaca_adapter(cfg: Config, root: Path) -> dict:
 
 
 def _as_dict(obj) -> dict:
-    from dataclasses import asdict
-
+    """A settings dataclass as JSON-friendly dict (tuples as lists) for model cards."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(obj).items()}
 
 
