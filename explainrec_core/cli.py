@@ -7,6 +7,8 @@
     explainrec data validate data/processed       quality suites; exit 1 with a report when they fail
     explainrec run STEP                           one pipeline step with params.yaml (DVC stage commands)
     explainrec steps                              the pipeline's steps, inputs and outputs
+    explainrec recommend --user 42 --k 10         top-K items with an explanation each (champion adapter)
+    explainrec explain --user 42 --item 50        the answer, P(Yes) and the explanation
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from explainrec_core import paths, pipeline
+from explainrec_core import cli_explain, paths, pipeline
+from explainrec_core.cli_storage import storage_app
 from explainrec_core.config import DEFAULT_PARAMS, Config, load_config
 from explainrec_core.data import fetch as fetch_mod
 from explainrec_core.data import ingest as ingest_mod
@@ -39,6 +42,9 @@ data_app = typer.Typer(help="Fetch, ingest and validate data.", no_args_is_help=
 model_app = typer.Typer(help="Base models.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
+app.add_typer(storage_app, name="storage")
+app.command("recommend")(cli_explain.recommend)
+app.command("explain")(cli_explain.explain)
 console = Console(stderr=True, soft_wrap=True)  # soft wrap: messages stay greppable in logs
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="Settings file.")]
@@ -116,12 +122,14 @@ def data_ingest(
     format: Annotated[str, typer.Option("--format", help=f"One of {sorted(ingest_mod.READERS)}.")],
     input: Annotated[Path, typer.Option("--input", help="Folder of raw files.")],
     output: Annotated[Path, typer.Option("--output", help="Folder for the parquet tables.")],
+    bad_lines: Annotated[str, typer.Option("--bad-lines", help="amazon-*: a JSON line that does not parse: "
+                                           "'fail' or 'skip' (skipped lines are counted).")] = "fail",
 ) -> None:
     """Normalise raw files into interactions/items/users parquet tables."""
     with _progress() as progress:
         progress.add_task(f"ingesting {format} from {input}", total=None)
         try:
-            stats = ingest_mod.ingest(format, input, output)
+            stats = ingest_mod.ingest(format, input, output, bad_lines=bad_lines)
         except ExplainRecError as exc:
             raise _fail(exc) from None
     _print_stats(f"ingested {format} into {output}", stats)

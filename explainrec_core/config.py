@@ -24,11 +24,20 @@ DEFAULT_PARAMS = Path("params.yaml")
 @dataclass(frozen=True)
 class DataConfig:
     format: str = "ml-100k"
-    """Raw format read by `data ingest`: `ml-100k` (GroupLens u.* or RecBole atomic files) or `ml-25m`."""
+    """Raw format read by `data ingest`: `ml-100k` (GroupLens u.* or RecBole atomic files), `ml-25m`, or
+    `amazon-2014` / `amazon-2018` / `amazon-2023` (one category's reviews + metadata JSON lines, see
+    explainrec_core/data/amazon.py)."""
     raw_dir: str = "data/raw/ml-100k"
     """Folder of the raw files, relative to the project root; DVC-tracked with `dvc add`."""
     processed_dir: str = "data/processed"
     """Folder of the normalised tables, samples and cold-start sets."""
+    bad_lines: str = "fail"
+    """amazon-* formats: a line that does not parse fails the ingest (`fail`) or is skipped and counted in the
+    ingest report (`skip`). Missing or malformed fields always fail. Ignored by the MovieLens formats."""
+
+    def __post_init__(self) -> None:
+        if self.bad_lines not in ("fail", "skip"):
+            raise ConfigError(f"data: bad_lines must be 'fail' or 'skip', got {self.bad_lines!r}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,26 @@ class ColdStartConfig:
     """A test sample is in the new-user set when its user has fewer training-period interactions than this."""
     max_item_train_interactions: int = 5
     """A test sample is in the new-item set when its item has fewer training-period interactions than this."""
+
+
+@dataclass(frozen=True)
+class CrossDomainConfig:
+    """Zero-shot cross-domain sets from a genre split of one dataset (explainrec_core/data/cross_domain.py)."""
+
+    target_genres: tuple[str, ...] = ("Animation", "Children's", "Fantasy")
+    """Held-out target domain: items with any of these genres (ML-100K: 137 items); all others are the source."""
+    min_source_interactions: int = 5
+    """A target-domain sample is evaluated only when its user has this many source-domain ratings before it."""
+    eval_splits: tuple[str, ...] = ("valid", "test")
+    """Splits whose target-domain samples are evaluated; adding "train" uses every target rating, but the
+    source training set then contains those users' later ratings."""
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.eval_splits) - {"train", "valid", "test"})
+        if bad or not self.eval_splits or not self.target_genres or self.min_source_interactions < 1:
+            raise ConfigError(f"cross_domain: need target_genres, min_source_interactions >= 1 (got "
+                              f"{self.min_source_interactions}) and eval_splits among train/valid/test (got "
+                              f"{list(self.eval_splits)})")
 
 
 @dataclass(frozen=True)
@@ -159,11 +188,80 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class LossWeightsConfig:
+    """Weights of the joint loss (paper eq. 3); see explainrec_core/training/joint_loss.py for each term."""
+
+    classification: float = 1.0
+    """Cross-entropy of the answer token ("Yes"/"No") after the prompt."""
+    explanation: float = 0.5
+    """Mean token cross-entropy of the reference explanation that follows the answer."""
+    consistency: float = 0.1
+    """Penalty when the explanation's stance (is it likelier after "Yes" or after "No"?) disagrees with the
+    predicted answer. 0 skips the second forward pass it needs."""
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    """Preference attribution: item attributes, per-user reasons, explained answers (the paper's eq. 1-3)."""
+
+    imdb_attributes: bool = True
+    """Join runtime, MPAA rating and IMDb rating (ggplot2 `movies.csv`, fetched with pip) on title + year."""
+    kg_roles: tuple[str, ...] = ("director", "writer", "actor")
+    """Freebase roles (ml-100k.kg) that link films through shared people."""
+    min_actor_films: int = 3
+    """Actors count as an attribute only when they appear in at least this many catalogue films."""
+    prior_strength: float = 2.0
+    """Pseudo-count of the smoothed log-odds: how many ratings' worth of the catalogue-wide attribute rate."""
+    reasons_per_item: int = 2
+    """Reasons shown next to each history item in the prompt."""
+    max_cited: int = 2
+    """Attributes a reference explanation cites at most."""
+    explain_samples: int = 60
+    """Test samples whose explanations are generated for BLEU-4, ROUGE-L and faithfulness (0 = all scored)."""
+    max_new_tokens: int = 48
+    """Longest generated explanation, in tokens."""
+    loss: LossWeightsConfig = field(default_factory=LossWeightsConfig)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where `explainrec storage push` and the Dagster `published_artifacts` asset put artefacts
+    (explainrec_core/storage.py). Never credentials: boto3 reads them from the standard AWS chain. Environment
+    variables override these keys: EXPLAINREC_STORAGE_BACKEND, EXPLAINREC_STORAGE_DIR, EXPLAINREC_S3_BUCKET,
+    EXPLAINREC_S3_PREFIX, EXPLAINREC_S3_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)."""
+
+    backend: str = "local"
+    """`local` (a folder: `local_dir`) or `s3` (`bucket` and `prefix` at `endpoint_url`)."""
+    local_dir: str = ""
+    """Folder of the local store, relative to the project root; "" = <cache dir>/store (see model.cache_dir)."""
+    bucket: str = ""
+    """S3 bucket (backend s3)."""
+    prefix: str = "explainrec"
+    """Key prefix inside the bucket; artefacts live under s3://bucket/prefix/NAME."""
+    endpoint_url: str = ""
+    """S3 endpoint: "" = AWS itself; e.g. http://127.0.0.1:9000 for MinIO or a moto server."""
+    max_attempts: int = 3
+    """Attempts per S3 request, the first included (botocore standard retry mode), before a StorageError."""
+    connect_timeout: float = 5.0
+    """Seconds to wait for a connection to the endpoint, per attempt."""
+    read_timeout: float = 60.0
+    """Seconds to wait for data on an open connection, per attempt."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("local", "s3"):
+            raise ConfigError(f"storage:backend: expected 'local' or 's3', got {self.backend!r}")
+        if self.max_attempts < 1 or self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise ConfigError(f"storage: need max_attempts >= 1 ({self.max_attempts}) and positive timeouts "
+                              f"(connect {self.connect_timeout}, read {self.read_timeout})")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
+    cross_domain: CrossDomainConfig = field(default_factory=CrossDomainConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     alpaca: AlpacaDataConfig = field(default_factory=AlpacaDataConfig)
@@ -174,6 +272,9 @@ class Config:
     lora: LoraConfig = field(default_factory=LoraConfig)
     alpaca_training: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-4))
     rec_training: TrainConfig = field(default_factory=TrainConfig)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    explain_training: TrainConfig = field(default_factory=TrainConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     def __post_init__(self) -> None:
         if not (0 < self.split.train and 0 <= self.split.valid and self.split.train + self.split.valid < 1):

@@ -32,3 +32,8 @@ class DataError(ExplainRecError):
 
 class QualityGateError(ExplainRecError):
     """A data-quality suite failed; the message lists each failed expectation."""
+
+
+class StorageError(ExplainRecError):
+    """An artifact store or s3:// input is unusable: endpoint down, object or bucket missing, credentials
+    rejected, or a download that does not match its manifest. The message names the URI and the endpoint."""

@@ -19,7 +19,7 @@ from explainrec_core.config import Config
 from explainrec_core.errors import DataError, QualityGateError
 from explainrec_core.io import is_main_process, write_json
 from explainrec_core.quality.gate import CHECKS, SuiteResult
-from explainrec_core.steps import data_steps, eval_steps, llm_steps
+from explainrec_core.steps import data_steps, eval_steps, explain_steps, llm_steps
 
 StepFn = Callable[[Config, Path], dict]
 resolve = paths.resolve
@@ -62,10 +62,15 @@ class Gate:
     code: tuple[str, ...]
 
 
-DATA_CODE = ("explainrec_core/data/ingest.py", "explainrec_core/data/movielens.py", "explainrec_core/data/rawcheck.py")
+DATA_CODE = ("explainrec_core/data/ingest.py", "explainrec_core/data/movielens.py", "explainrec_core/data/rawcheck.py",
+             "explainrec_core/data/amazon.py", "explainrec_core/data/jsonlines.py")
 LLM_CODE = ("explainrec_core/steps/llm_steps.py", "explainrec_core/models/base_model.py",
             "explainrec_core/models/adapters.py", "explainrec_core/prompts.py")
 TRAIN_CODE = (*LLM_CODE, "explainrec_core/training/engine.py", "explainrec_core/training/examples.py")
+
+ATTRIBUTION_CODE = ("explainrec_core/steps/explain_steps.py", "explainrec_core/attribution",
+                    "explainrec_core/prompts.py")
+EXPLAIN_TRAIN_CODE = (*ATTRIBUTION_CODE, *TRAIN_CODE, "explainrec_core/training/joint_loss.py")
 
 SOURCES = (
     Source("raw_data", paths.RAW, "ingest", data_steps.fetch_raw),
@@ -84,6 +89,11 @@ STEPS = (
          outs={"cold_start_sets": paths.processed("cold_start_sets")}, params=("cold_start",),
          metrics="reports/data/cold_start.json", code=("explainrec_core/data/samples.py",),
          doc="Test samples of new users and new items (few training-period interactions)."),
+    Step("cross_domain_sets", "prepare", data_steps.run_cross_domain_sets, deps=("samples", "interactions", "items"),
+         outs={"cross_domain_sets": paths.processed("cross_domain_sets")},
+         params=("cross_domain", "samples.history_len"), metrics="reports/data/cross_domain.json",
+         code=("explainrec_core/data/cross_domain.py",),
+         doc="Zero-shot cross-domain sets: source-genre training samples, held-out-genre evaluation samples."),
     Step("base_model", "model", llm_steps.run_base_model, deps=(),
          outs={"base_model": paths.BASE_MODEL}, params=("model",),
          metrics="reports/models/base_model.json", code=("explainrec_core/models/base_model.py",),
@@ -127,13 +137,56 @@ STEPS = (
          outs={"llm_ranking": paths.LLM_RANKING}, params=("ranking",), metrics="reports/llm_ranking.json",
          code=("explainrec_core/steps/eval_steps.py", "explainrec_core/evaluation/prefix_scoring.py"),
          doc="The rec adapter ranks candidate lists, computing each user's prompt prefix once (KV cache)."),
+    Step("item_attributes", "attribution", explain_steps.run_item_attributes, deps=("items", "raw_data"),
+         outs={"item_attributes": paths.processed("item_attributes")},
+         params=("attribution.imdb_attributes", "attribution.kg_roles", "attribution.min_actor_films"),
+         metrics="reports/data/item_attributes.json", code=("explainrec_core/attribution/attributes.py",),
+         doc="Item attributes from every source: genres, era, IMDb runtime/MPAA/rating, people shared via Freebase."),
+    Step("preference_attributions", "attribution", explain_steps.run_preference_attributions,
+         deps=("samples", "interactions", "items", "item_attributes"),
+         outs={"preference_attributions": paths.processed("preference_attributions")},
+         params=("attribution.prior_strength", "samples.like_threshold"),
+         metrics="reports/data/preference_attributions.json", code=ATTRIBUTION_CODE,
+         doc="Per user: smoothed log-odds of each attribute in liked vs disliked training-period ratings."),
+    Step("explain_prompts", "attribution", explain_steps.run_explain_prompts,
+         deps=("rec_prompts", "samples", "items", "item_attributes", "base_model"),
+         outs={"explain_prompts": paths.EXPLAIN_PROMPTS},
+         params=("attribution.prior_strength", "attribution.reasons_per_item", "attribution.max_cited",
+                 "explain_training.cutoff"),
+         metrics="reports/data/explain_prompts.json", code=ATTRIBUTION_CODE,
+         doc="Attribution-enhanced prompts (and plain ones for the ablation) with reference explanations."),
+    Step("explain_adapter", "train", explain_steps.run_explain_adapter,
+         deps=("base_model", "alpaca_adapter", "explain_prompts"),
+         outs={"explain_adapter": paths.EXPLAIN_ADAPTER}, params=("explain_training", "attribution.loss", "evaluation"),
+         metrics="reports/models/explain_adapter.json", code=EXPLAIN_TRAIN_CODE,
+         plots=(f"{paths.FIGURES}/explain_adapter_training.png",), gated=True,
+         doc="The attributed model: answer + explanation, joint loss with the consistency term; the champion."),
+    Step("explain_adapter_ablation", "train", explain_steps.run_explain_adapter_ablation,
+         deps=("base_model", "alpaca_adapter", "explain_prompts"),
+         outs={"explain_adapter_ablation": paths.EXPLAIN_ADAPTER_ABLATION},
+         params=("explain_training", "attribution.loss", "evaluation"),
+         metrics="reports/models/explain_adapter_ablation.json", code=EXPLAIN_TRAIN_CODE,
+         plots=(f"{paths.FIGURES}/explain_adapter_ablation_training.png",), gated=True,
+         doc="Ablation: the same model and loss without preference attribution in the prompt."),
+    Step("explain_evaluation", "evaluate", explain_steps.run_explain_evaluation,
+         deps=("base_model", "explain_adapter", "explain_adapter_ablation", "explain_prompts", "ranking_candidates",
+               "samples", "items", "item_attributes"),
+         outs={"explain_scores": paths.EXPLAIN_SCORES, "explanations": paths.EXPLANATIONS,
+               "explain_ranking": paths.EXPLAIN_RANKING},
+         params=("attribution.explain_samples", "attribution.max_new_tokens", "ranking", "evaluation"),
+         metrics="reports/explain_evaluation.json",
+         code=(*ATTRIBUTION_CODE, "explainrec_core/evaluation/text_metrics.py",
+               "explainrec_core/evaluation/generation.py"),
+         doc="Both variants: AUC, NDCG@K on the LLM's candidate lists, BLEU-4, ROUGE-L and faithfulness."),
     Step("evaluation_report", "evaluate", eval_steps.run_evaluation_report,
-         deps=("rec_scores", "baseline_results", "baseline_scores", "llm_ranking"),
+         deps=("rec_scores", "baseline_results", "baseline_scores", "llm_ranking", "explain_scores",
+               "explanations", "explain_ranking"),
          outs={"evaluation_report": paths.EVALUATION_MD, "evaluation_html": paths.EVALUATION_HTML},
          params=("baselines", "ranking"), metrics=paths.METRICS, code=("explainrec_core/evaluation/report.py",),
          plots=(f"{paths.FIGURES}/roc_test.png", f"{paths.FIGURES}/auc_by_method.png"),
          reads_metrics=("base_model", "alpaca_adapter", "rec_adapter", "rec_evaluation", "ranking_candidates",
-                        "llm_ranking"),
+                        "llm_ranking", "item_attributes", "explain_prompts", "explain_adapter",
+                        "explain_adapter_ablation", "explain_evaluation"),
          doc="Tables shaped like the paper's, plots, and reports/metrics.json."),
 )
 

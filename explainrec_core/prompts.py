@@ -7,6 +7,7 @@ oldest history items are dropped first; the answer is never cut.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,9 +32,17 @@ def alpaca_prompt(instruction: str, input: str = "") -> str:
     return ALPACA_NO_INPUT.format(instruction=instruction)
 
 
-def quote_item(title: str, year: int | None) -> str:
-    """`"Title (Year)"`: titles are data, so double quotes inside them are replaced and the length capped."""
-    title = " ".join(title.replace('"', "'").split())[:MAX_TITLE_CHARS]
+def sanitize(text: str, max_chars: int = MAX_TITLE_CHARS) -> str:
+    """Titles, tags and reviews are data, not instructions: one line (so they can never start a "### Response:"
+    section), no double quotes (so they cannot close the quotes around them), no "##" markers, length capped."""
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = re.sub(r"#{2,}", "#", text.replace('"', "'"))
+    return " ".join(text.split())[:max_chars].rstrip()
+
+
+def quote_item(title: str | None, year: int | None) -> str:
+    """`"Title (Year)"`: the title sanitised (see `sanitize`) and quoted; items without metadata (Amazon) have none."""
+    title = sanitize(title) if title else "untitled item"
     return f'"{title} ({year})"' if year else f'"{title}"'
 
 

@@ -32,7 +32,7 @@ def artefact_metadata(path, stats: dict) -> dict:
         with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
                        fmt_str_lengths=60, tbl_cols=-1, tbl_width_chars=2000, fmt_table_cell_list_len=4):
             meta["preview"] = dg.MetadataValue.md(str(df.head(5)))
-        if "label" in df.columns:
+        if "label" in df.columns and df["label"].dtype.is_numeric():  # item_attributes' label is text
             meta["positive_rate"] = round(float(df["label"].mean()), 4)
     meta.update({k: _metadata_value(v) for k, v in stats.items()})
     return meta

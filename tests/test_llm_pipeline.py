@@ -22,7 +22,10 @@ from explainrec_core.pipeline import run_step
 from tests.conftest import fast_llm_params, write_params
 
 LLM_STEPS = ("base_model", "alpaca_data", "alpaca_adapter", "rec_prompts", "rec_adapter", "rec_evaluation")
-EVAL_STEPS = ("ranking_candidates", "baselines", "llm_ranking", "evaluation_report")
+EXPLAIN_STEPS = ("item_attributes", "preference_attributions", "explain_prompts", "explain_adapter",
+                 "explain_adapter_ablation")
+EVAL_STEPS = ("ranking_candidates", "baselines", "llm_ranking", *EXPLAIN_STEPS, "explain_evaluation",
+              "evaluation_report")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +81,7 @@ def test_every_method_sees_the_same_samples_and_candidates(trained):
 def test_report_and_metrics(trained):
     root, stats = trained
     metrics = json.loads((root / paths.METRICS).read_text())
-    assert set(metrics["methods"]) == {"tallrec_lora", "popularity", "bpr"}
+    assert set(metrics["methods"]) == {"tallrec_lora", "explainrec", "explainrec_no_attribution", "popularity", "bpr"}
     assert metrics["sample_counts"]["test"] == 16 and metrics["seeds"]["baselines"] == [0, 1]
     bpr = metrics["methods"]["bpr"]
     assert bpr["test_auc"]["n_seeds"] == 2 and 0 <= bpr["test_auc"]["mean"] <= 1 and bpr["ndcg@10"] is not None
@@ -88,6 +91,69 @@ def test_report_and_metrics(trained):
     page = (root / paths.EVALUATION_HTML).read_text()
     assert page.count("data:image/png;base64,") == 3 and 'src="http' not in page  # self-contained
     assert (root / "reports/figures/roc_test.png").stat().st_size > 5000
+
+
+def test_attributed_model_and_its_ablation(trained):
+    root, stats = trained
+    prompts = pl.read_parquet(root / paths.EXPLAIN_PROMPTS)
+    rec = pl.read_parquet(root / paths.REC_PROMPTS)
+    # the same samples in the same sets as the TALLRec prompts, with answer + explanation responses
+    assert prompts.select("set", "sample_id", "label").equals(rec.select("set", "sample_id", "label"))
+    assert [r[:4] for r in prompts["response"]] == ["Yes." if label else "No. " for label in prompts["label"]]
+    assert (prompts["prompt"].str.len_chars() > prompts["prompt_plain"].str.len_chars()).all()
+    for name in ("explain_adapter", "explain_adapter_ablation"):
+        assert stats[name]["steps"] == 2 and 0 <= stats[name]["valid_auc"] <= 1
+        card = json.loads((root / getattr(paths, name.upper()) / CARD_JSON).read_text())
+        assert card["loss_weights"]["consistency"] > 0
+    assert card["prompt_column"] == "prompt_plain"
+    assert _digest(root / paths.EXPLAIN_ADAPTER / WEIGHTS) != _digest(root / paths.EXPLAIN_ADAPTER_ABLATION / WEIGHTS)
+    evaluation = stats["explain_evaluation"]
+    assert set(evaluation) == {"attributed", "no_attribution"}
+    assert evaluation["attributed"]["new_item"]["n"] == 8 and "new_item" not in evaluation["no_attribution"]
+    for m in evaluation.values():
+        assert m["test"]["n"] == 16 and m["explanations"]["n"] == 4 and m["ranking"]["lists"] == 2
+        assert 0 <= m["explanations"]["bleu4"] <= 1 and 0 <= m["explanations"]["rouge_l"] <= 1
+    explanations = pl.read_parquet(root / paths.EXPLANATIONS)
+    assert explanations.height == 8 and set(explanations["variant"]) == {"attributed", "no_attribution"}
+    md = (root / paths.EVALUATION_MD).read_text()
+    assert "| w/o preference attribution |" in md and "| ExplainRec (preference attribution) |" in md
+    assert "Example explanations" in md
+
+
+def test_explain_and_recommend_commands(trained):
+    from typer.testing import CliRunner
+
+    from explainrec_core.cli import app
+
+    root, _ = trained
+    params = str(root / "params.yaml")
+    user = pl.read_parquet(root / "data/processed/interactions.parquet")["user_id"][0]
+    result = CliRunner().invoke(app, ["explain", "--user", str(user), "--item", "50", "--json", "--params", params])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["answer"] in ("Yes", "No") and payload["explanation"].startswith(payload["answer"])
+    assert (payload["answer"] == "Yes") == (payload["p_yes"] >= 0.5) and payload["title"] == '"Star Wars (1977)"'
+    result = CliRunner().invoke(app, ["recommend", "--user", str(user), "--k", "3", "--candidates", "10", "--json",
+                                      "--params", params])
+    assert result.exit_code == 0, result.output
+    top = json.loads(result.stdout)
+    rated = set(pl.read_parquet(root / "data/processed/interactions.parquet").filter(pl.col("user_id") == user)
+                ["item_id"].to_list())
+    assert len(top) == 3 and not rated & {r["item_id"] for r in top}
+    assert [r["p_yes"] for r in top] == sorted((r["p_yes"] for r in top), reverse=True)
+    result = CliRunner().invoke(app, ["explain", "--user", "999999", "--item", "50", "--params", params])
+    assert result.exit_code == 2 and "unknown user" in result.output and "999999" in result.output
+
+
+def test_explain_says_when_there_is_no_model_yet(tmp_path):
+    from typer.testing import CliRunner
+
+    from explainrec_core.cli import app
+
+    write_params(tmp_path)
+    params = str(tmp_path / "params.yaml")
+    result = CliRunner().invoke(app, ["explain", "--user", "1", "--item", "1", "--params", params])
+    assert result.exit_code == 2 and "no champion adapter" in result.output
 
 
 def test_report_command_prints_the_main_table(trained, monkeypatch):

@@ -84,3 +84,15 @@ def test_rerun_writes_the_same_bytes(processed_copy):
     for step in ("ingest", "samples", "cold_start_sets"):
         run_step(step, cfg, processed_copy)
     assert [hashlib.sha256(f.read_bytes()).hexdigest() for f in files] == before
+
+
+def test_lazy_frames_in_give_lazy_frames_out():
+    cfg, split = SamplesConfig(history_len=3), SplitConfig(0.5, 0.25)
+    lazy = build_samples(TOY.lazy(), cfg, split)
+    assert isinstance(lazy, pl.LazyFrame)
+    assert lazy.collect(engine="streaming").equals(build_samples(TOY, cfg, split))
+    cold = build_cold_start_sets(lazy, TOY.lazy(), ColdStartConfig(max_user_train_interactions=2,
+                                                                   max_item_train_interactions=1))
+    assert isinstance(cold, pl.LazyFrame)
+    assert cold.collect().select("set", "user_id", "item_id").rows() == [
+        ("new_item", 2, 21), ("new_item", 2, 22), ("new_user", 2, 21), ("new_user", 2, 22)]

@@ -5,13 +5,19 @@ Formats:
   * GroupLens' original files `u.data` (tab, no header), `u.item` and `u.user` (pipe, no header, Latin-1),
   * RecBole atomic files `ml-100k.inter/.item/.user` (tab, `name:type` header, UTF-8), which is what
     `explainrec data fetch ml-100k` downloads.
-- `ml-25m` (also ml-20m/ml-32m, same layout): `ratings.csv`, `movies.csv` and, when present, `tags.csv`
-  and `links.csv`, with their real quirks: quoted titles containing commas, titles without a year,
-  "(no genres listed)", empty tmdbId.
+- `ml-25m` (also ml-20m/ml-32m, same layout): `ratings.csv`, `movies.csv` and, when present, `tags.csv`,
+  `links.csv` and the tag genome (`genome-tags.csv` + `genome-scores.csv`), with their real quirks: quoted
+  titles containing commas, titles without a year, "(no genres listed)", empty tmdbId.
+
+The two big ML-25M files (25M ratings, 15.6M genome scores) are read on a fast path: a typed `pl.scan_csv`
+and whole-column checks. Only when that fails (a value that does not parse, or any check) is the file read
+again as text by the strict row-level reader (rawcheck), which finds the offending lines for the error message
+or, for harmless quirks such as padded numbers, gives the result itself. Both paths accept the same files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +33,10 @@ GROUPLENS_GENRES = [
 ML100K_RATING_RANGE = (1.0, 5.0)
 ML25M_RATING_RANGE = (0.5, 5.0)
 MAX_TAGS_PER_ITEM = 20
+# Tag genome: each film's GENOME_TOP_N most relevant genome tags with relevance >= GENOME_MIN_RELEVANCE (ML-25M
+# scores all 1,128 tags for 13,816 films; most scores are low, so the threshold keeps the tags that describe it).
+GENOME_TOP_N = 10
+GENOME_MIN_RELEVANCE = 0.5
 # "Title (1995)", "Title (2007-2013)", "Title (1995) " -> year 1995; titles without a year keep year = null.
 _YEAR_SUFFIX = r"\s*\((\d{4})(?:[-\u2013]\d{0,4})?\)\s*$"
 
@@ -166,16 +176,138 @@ def read_ml25m(raw_dir: Path) -> Tables:
         links = rc.drop_row_index(links).select(pl.col("movieId").alias("item_id"), pl.col("imdbId").alias("imdb_id"),
                                                 pl.col("tmdbId").alias("tmdb_id"))
         items = items.join(links, on="item_id", how="left")
+    empty_list = pl.lit([], dtype=pl.List(pl.String))
     tags_file = raw_dir / "tags.csv"
     if tags_file.exists():
         items = items.join(_top_tags(tags_file, items, movies_file), on="item_id", how="left").with_columns(
-            pl.col("tags").fill_null(pl.lit([], dtype=pl.List(pl.String))))
-    ratings = rc.read_delimited(ratings_file, ["userId", "movieId", "rating", "timestamp"], separator=",",
-                                has_header=True)
-    interactions = finish_interactions(ratings, ratings_file, ML25M_RATING_RANGE, items, movies_file, True,
-                                       user="userId", item="movieId")
+            pl.col("tags").fill_null(empty_list))
+    genome = _top_genome_tags(raw_dir, items, movies_file)
+    if genome is not None:
+        items = items.join(genome, on="item_id", how="left").with_columns(pl.col("genome_tags").fill_null(empty_list))
+    interactions = _read_ratings(ratings_file, items, movies_file)
     # ML-25M has no user file: users are the ids that rated something.
     return Tables(interactions, items.sort("item_id"), _users_from_ids(interactions))
+
+
+def _scan_typed(path: Path, schema: dict[str, pl.DataType]) -> pl.LazyFrame | None:
+    """`path` as a typed LazyFrame of `schema`'s columns, or None when its header lacks one of them (or the
+    file is missing): the strict reader then says what is wrong."""
+    if not path.is_file():
+        return None
+    with path.open("rb") as fh:
+        header = fh.readline().decode("utf-8", "replace").strip().split(",")
+    if any(col not in header for col in schema):
+        return None
+    # Columns outside `schema` stay text and are never built (only `schema`'s columns are selected).
+    return pl.scan_csv(path, schema_overrides=schema, infer_schema=False).select(list(schema))
+
+
+def _collect_or_none(query: pl.LazyFrame) -> pl.DataFrame | None:
+    """The query's result, or None when the file does not parse as typed (empty, a non-numeric value, ...)."""
+    try:
+        return query.collect()
+    except pl.exceptions.PolarsError:
+        return None
+
+
+_RATINGS_SCHEMA = {"userId": pl.Int64, "movieId": pl.Int64, "rating": pl.Float64, "timestamp": pl.Float64}
+
+
+def _read_ratings(path: Path, items: pl.DataFrame, items_file: Path) -> pl.DataFrame:
+    """ratings.csv -> interactions sorted by (user_id, timestamp, item_id), with finish_interactions' checks.
+
+    Fast path for ML-25M's 25M rows: typed scan, sort, then one pass of whole-column checks (no nulls, rating
+    range, no repeated (user, item, timestamp) -- adjacent after the sort --, known films).
+    """
+    lf = _scan_typed(path, _RATINGS_SCHEMA)
+    fast = None if lf is None else _collect_or_none(
+        lf.select(pl.col("userId").alias("user_id"), pl.col("movieId").alias("item_id"), "rating",
+                  pl.col("timestamp").cast(pl.Int64))  # timestamps may be written as floats; whole seconds
+        .sort("user_id", "timestamp", "item_id"))
+    if fast is not None and fast.height:
+        low, high = ML25M_RATING_RANGE
+        key = ("user_id", "timestamp", "item_id")
+        ok = fast.select(
+            pl.all_horizontal(pl.all().null_count() == 0)
+            & pl.col("rating").is_between(low, high).all()
+            & ~_repeated(key).any()
+            & pl.col("item_id").is_in(items["item_id"].implode()).all()
+        ).item()
+        if ok:
+            return fast
+    # Slow path: reads the file as text; raises the DataError that names the lines (or returns the same result
+    # for files only the lenient text reader accepts, e.g. numbers padded with spaces).
+    ratings = rc.read_delimited(path, ["userId", "movieId", "rating", "timestamp"], separator=",", has_header=True)
+    return finish_interactions(ratings, path, ML25M_RATING_RANGE, items, items_file, True,
+                               user="userId", item="movieId")
+
+
+def _repeated(keys: Sequence[str]) -> pl.Expr:
+    """Rows whose key equals the previous row's: in a frame sorted by `keys`, exactly the repeats."""
+    return pl.all_horizontal(pl.col(c) == pl.col(c).shift(1) for c in keys)
+
+
+def _has_repeats(df: pl.DataFrame, keys: Sequence[str]) -> bool:
+    """Whether two rows share a key. Files sorted by the key (ML-25M's genome scores are) need no sort:
+    strictly increasing keys are unique; a hash of 15M (movieId, tagId) structs costs seconds and GBs."""
+    increasing = pl.lit(False)
+    for i in reversed(range(len(keys))):
+        equal_before = pl.all_horizontal([pl.lit(True), *(pl.col(c) == pl.col(c).shift(1) for c in keys[:i])])
+        increasing = (equal_before & (pl.col(keys[i]) > pl.col(keys[i]).shift(1))) | increasing
+    if df.select(increasing.fill_null(True).all()).item():
+        return False
+    return df.select(keys).sort(keys).select(_repeated(keys).any()).item()
+
+
+_GENOME_SCHEMA = {"movieId": pl.Int64, "tagId": pl.Int64, "relevance": pl.Float64}
+
+
+def _top_genome_tags(raw_dir: Path, items: pl.DataFrame, movies_file: Path) -> pl.DataFrame | None:
+    """Each film's GENOME_TOP_N most relevant genome tags (relevance >= GENOME_MIN_RELEVANCE), by relevance
+    then tag name; None when the folder has no tag genome."""
+    tags_file, scores_file = raw_dir / "genome-tags.csv", raw_dir / "genome-scores.csv"
+    if not tags_file.exists() and not scores_file.exists():
+        return None
+    for present, absent in ((tags_file, scores_file), (scores_file, tags_file)):
+        if not absent.exists():
+            raise DataError(str(absent), f"file not found; the tag genome needs both {absent.name} and {present.name}")
+    tags = rc.read_delimited(tags_file, ["tagId", "tag"], separator=",", has_header=True)
+    tags = rc.cast_column(tags, tags_file, "tagId", pl.Int64)
+    tags = rc.cast_column(tags, tags_file, "tag", pl.String)  # an empty tag name is an error
+    rc.check_unique(tags, tags_file, ["tagId"])
+    tags = rc.drop_row_index(tags).select("tagId", "tag")
+    scores = _read_genome_scores(scores_file, items, movies_file, tags, tags_file)
+    return (scores.filter(pl.col("relevance") >= GENOME_MIN_RELEVANCE)
+            .join(tags, on="tagId")
+            .sort(["movieId", "relevance", "tag"], descending=[False, True, False])
+            .group_by("movieId", maintain_order=True)
+            .agg(pl.col("tag").head(GENOME_TOP_N).alias("genome_tags"))
+            .rename({"movieId": "item_id"}))
+
+
+def _read_genome_scores(path: Path, items: pl.DataFrame, movies_file: Path, tags: pl.DataFrame,
+                        tags_file: Path) -> pl.DataFrame:
+    """genome-scores.csv checked: numbers, relevance in [0, 1], one score per (movieId, tagId), known ids."""
+    lf = _scan_typed(path, _GENOME_SCHEMA)
+    fast = None if lf is None else _collect_or_none(lf)
+    if fast is not None and fast.height:
+        ok = fast.select(
+            pl.all_horizontal(pl.all().null_count() == 0)
+            & pl.col("relevance").is_between(0.0, 1.0).all()
+            & pl.col("movieId").is_in(items["item_id"].implode()).all()
+            & pl.col("tagId").is_in(tags["tagId"].implode()).all()
+        ).item()
+        if ok and not _has_repeats(fast, ["movieId", "tagId"]):
+            return fast
+    # Slow path: the row-level checks name the lines (see _read_ratings).
+    scores = rc.read_delimited(path, list(_GENOME_SCHEMA), separator=",", has_header=True)
+    for col, dtype in _GENOME_SCHEMA.items():
+        scores = rc.cast_column(scores, path, col, dtype)
+    rc.check_range(scores, path, "relevance", 0.0, 1.0)
+    rc.check_unique(scores, path, ["movieId", "tagId"])
+    rc.check_references(scores, path, "movieId", items["item_id"], movies_file)
+    rc.check_references(scores, path, "tagId", tags["tagId"], tags_file)
+    return rc.drop_row_index(scores).select(list(_GENOME_SCHEMA))
 
 
 def _top_tags(tags_file: Path, items: pl.DataFrame, movies_file: Path) -> pl.DataFrame:

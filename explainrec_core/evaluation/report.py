@@ -25,6 +25,10 @@ from explainrec_core.config import Config  # noqa: E402
 from explainrec_core.io import atomic_path  # noqa: E402
 
 LLM = "tallrec_lora"  # the method name of our LLM in tables and metrics.json
+EXPLAINREC = "explainrec"  # the attributed model (answer + explanation, joint loss)
+ABLATION = "explainrec_no_attribution"  # the same without preference attribution in the prompt
+LLM_METHODS = (LLM, EXPLAINREC, ABLATION)  # ranked only on the LLM's candidate lists
+EXAMPLES = 6  # generated explanations shown in the report
 KS = (5, 10, 20)
 
 
@@ -55,7 +59,7 @@ def collect_metrics(cfg: Config, root: Path) -> dict:
                 "inference_ms_per_sample": 1e3 / evaluation["scoring"]["samples_per_s"],
                 "peak_memory_mb": max(rec.get("peak_memory_mb") or 0, alpaca.get("peak_memory_mb") or 0),
                 "seeds": [cfg.rec_training.seed], "base_model": base.get("source")})
-    methods = {LLM: llm}
+    methods = {LLM: llm, **_explain_methods(root)}
     for method in cfg.baselines.methods:
         rows = baselines.filter(pl.col("method") == method)
         entry = {}
@@ -86,6 +90,28 @@ def collect_metrics(cfg: Config, root: Path) -> dict:
     }
 
 
+def _explain_methods(root: Path) -> dict:
+    """The attributed model and its ablation, from the explain_evaluation and explain_adapter metrics."""
+    from explainrec_core.pipeline import step
+
+    evaluation = _json(root, step("explain_evaluation").metrics)
+    methods = {}
+    for method, variant, adapter in ((EXPLAINREC, "attributed", "explain_adapter"),
+                                     (ABLATION, "no_attribution", "explain_adapter_ablation")):
+        m, train = evaluation.get(variant), _json(root, step(adapter).metrics)
+        if not m:
+            continue
+        entry = {f"{name}_auc": m[name]["auc"] for name in ("test", "new_user", "new_item") if name in m}
+        entry.update({k: m["ranking"].get(k) for k in ("mrr", *(f"{x}@{k}" for x in ("hit", "ndcg") for k in KS))})
+        entry.update({k: m["explanations"].get(k) for k in ("bleu4", "rouge_l", "faithfulness",
+                                                              "explanations_citing", "answer_agrees_with_p_yes")})
+        entry.update({"explanations_n": m["explanations"].get("n"), "train_seconds": train.get("train_seconds"),
+                      "inference_ms_per_sample": 1e3 / m["scoring_samples_per_s"],
+                      "peak_memory_mb": train.get("peak_memory_mb"), "seeds": [train.get("seed", 0)]})
+        methods[method] = entry
+    return methods
+
+
 def _fmt(value) -> str:
     if value is None:
         return "-"
@@ -98,7 +124,8 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     methods = metrics["methods"]
     main = [[m, _fmt(v.get("test_auc")), _fmt(v.get("test_auc_full")),
              *(_fmt(v.get(f"{x}@{k}")) for x in ("hit", "ndcg") for k in KS),
-             _fmt(v.get("llm_subset.ndcg@10") if m != LLM else v.get("ndcg@10"))] for m, v in methods.items()]
+             _fmt(v.get("ndcg@10") if m in LLM_METHODS else v.get("llm_subset.ndcg@10"))]
+            for m, v in methods.items()]
     cold = [[m, _fmt(v.get("new_user_auc")), _fmt(v.get("new_item_auc")), _fmt(v.get("new_user_auc_full")),
              _fmt(v.get("new_item_auc_full"))] for m, v in methods.items()]
     eff = [[m, _fmt(v.get("train_seconds")), _fmt(v.get("inference_ms_per_sample")), _fmt(v.get("peak_memory_mb"))]
@@ -110,14 +137,33 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
          f"LLM over {n['ranking_positives_llm']} of them; last column: every method on the LLM's lists)",
          ["method", "AUC", "AUC (full test)", *(f"{x}@{k}" for x in ("Hit", "NDCG") for k in KS),
           "NDCG@10 (LLM lists)"], main),
-        ("Table II: ablations", ["variant", "AUC", "NDCG@10", "BLEU"],
-         [["(none yet: preference attribution, the knowledge base and multi-modal features come in later work)",
-           "-", "-", "-"]]),
+        (f"Table II: ablation (AUC on the {n['test']} test samples; NDCG@10 on the LLM's "
+         f"{n['ranking_positives_llm']} lists; BLEU-4 (sacrebleu 13a) / ROUGE-L / faithfulness of generated "
+         "explanations against the reference explanations)",
+         ["variant", "AUC", "NDCG@10", "BLEU-4", "ROUGE-L", "faithfulness", "explanations citing an attribute"],
+         [[label, _fmt(v.get("test_auc")), _fmt(v.get("ndcg@10")), _fmt(v.get("bleu4")), _fmt(v.get("rouge_l")),
+           _fmt(v.get("faithfulness")),
+           f"{v['explanations_citing']}/{v['explanations_n']}" if v.get("explanations_n") else "-"]
+          for label, key in (("ExplainRec (preference attribution)", EXPLAINREC),
+                             ("w/o preference attribution", ABLATION), ("w/o explanations (TALLRec)", LLM))
+          for v in [methods.get(key, {})]]),
         (f"Table III: cold start (AUC; same {n['new_user']} new-user / {n['new_item']} new-item samples; full sets "
          "for the baselines)", ["method", "new users", "new items", "new users (full)", "new items (full)"], cold),
         ("Table IV: efficiency (training s; inference ms per sample; peak memory MB, LLM only)",
          ["method", "training time (s)", "inference (ms/sample)", "peak memory (MB)"], eff),
     ]
+
+
+def _examples(root: Path) -> list[tuple[str, list[str], list[list[str]]]]:
+    """A few generated explanations next to their references (the first test samples, not picked)."""
+    path = root / paths.EXPLANATIONS
+    if not path.is_file():
+        return []
+    rows = pl.read_parquet(path).filter(pl.col("variant") == "attributed").head(EXAMPLES)
+    return [(f"Example explanations (attributed model, the first {rows.height} explained test samples)",
+             ["user", "item", "label", "reference", "generated"],
+             [[str(r["user_id"]), str(r["item_id"]), "Yes" if r["label"] else "No", r["response"], r["generated"]]
+              for r in rows.iter_rows(named=True)])]
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -189,7 +235,7 @@ def write_report(cfg: Config, root: Path) -> dict:
     intro = (f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Split: {metrics['split']}. "
              f"Base model: {metrics['methods'][LLM]['base_model']}. Seeds: {metrics['seeds']}. "
              f"{metrics['notes']}")
-    tables = _tables(metrics)
+    tables = _tables(metrics) + _examples(root)
     md = [f"# {title}", "", intro, ""]
     for caption, headers, rows in tables:
         md += [f"## {caption}", "", _md_table(headers, rows), ""]

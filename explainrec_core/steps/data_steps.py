@@ -8,14 +8,24 @@ import polars as pl
 
 from explainrec_core import paths
 from explainrec_core.config import Config
-from explainrec_core.data import fetch, ingest, samples
+from explainrec_core.data import cross_domain, fetch, ingest, samples
 from explainrec_core.errors import DataError
-from explainrec_core.io import write_parquet
+from explainrec_core.io import atomic_path, write_parquet
+
+
+def local_raw_dir(cfg: Config, root: Path) -> Path:
+    """The raw folder on this machine: `data.raw_dir` under the project, or an s3:// URI downloaded (once, keyed
+    by the objects' ETags) into the cache."""
+    if cfg.data.raw_dir.startswith("s3://"):
+        from explainrec_core.storage import localize
+
+        return localize(cfg.data.raw_dir, fetch.default_cache_dir() / "s3", cfg.storage)
+    return paths.resolve(paths.RAW, cfg, root)
 
 
 def fetch_raw(cfg: Config, root: Path) -> dict:
-    raw_dir = paths.resolve(paths.RAW, cfg, root)
-    if cfg.data.format == "ml-100k" and not (raw_dir / "u.data").exists():
+    raw_dir = local_raw_dir(cfg, root)
+    if cfg.data.format == "ml-100k" and not cfg.data.raw_dir.startswith("s3://") and not (raw_dir / "u.data").exists():
         fetch.fetch_ml100k(raw_dir)
     elif not raw_dir.is_dir() or not any(raw_dir.iterdir()):
         raise DataError(str(raw_dir), f"no raw {cfg.data.format} files here; only ml-100k can be fetched "
@@ -25,20 +35,47 @@ def fetch_raw(cfg: Config, root: Path) -> dict:
 
 
 def run_ingest(cfg: Config, root: Path) -> dict:
-    return ingest.ingest(cfg.data.format, paths.resolve(paths.RAW, cfg, root),
-                         paths.resolve(paths.PROCESSED, cfg, root))
+    return ingest.ingest(cfg.data.format, local_raw_dir(cfg, root),
+                         paths.resolve(paths.PROCESSED, cfg, root), bad_lines=cfg.data.bad_lines)
+
+
+def sink_parquet(query: pl.LazyFrame, target: Path) -> Path:
+    """Stream a query into `target` atomically, with write_parquet's settings (same content, fixed layout).
+
+    The streaming engine writes batch by batch, so a samples table larger than memory is never held whole.
+    """
+    with atomic_path(target) as tmp:
+        query.sink_parquet(tmp, compression="zstd", statistics=True, row_group_size=256_000, engine="streaming")
+    return target
 
 
 def run_samples(cfg: Config, root: Path) -> dict:
-    interactions = pl.read_parquet(paths.resolve(paths.processed("interactions"), cfg, root))
-    table = samples.build_samples(interactions, cfg.samples, cfg.split)
-    write_parquet(table, paths.resolve(paths.processed("samples"), cfg, root))
-    return samples.sample_stats(table)
+    interactions = pl.scan_parquet(paths.resolve(paths.processed("interactions"), cfg, root))
+    target = paths.resolve(paths.processed("samples"), cfg, root)
+    query = samples.build_samples(interactions, cfg.samples, cfg.split)
+    sink_parquet(query, target)
+    # Statistics from the query (its scalar part is in memory) rather than the file: re-reading 240M history
+    # values from parquet only to count them costs more than gathering them again.
+    return samples.sample_stats(query)
 
 
 def run_cold_start_sets(cfg: Config, root: Path) -> dict:
-    table = samples.build_cold_start_sets(pl.read_parquet(paths.resolve(paths.processed("samples"), cfg, root)),
-                                          pl.read_parquet(paths.resolve(paths.processed("interactions"), cfg, root)),
+    query = samples.build_cold_start_sets(pl.scan_parquet(paths.resolve(paths.processed("samples"), cfg, root)),
+                                          pl.scan_parquet(paths.resolve(paths.processed("interactions"), cfg, root)),
                                           cfg.cold_start)
-    write_parquet(table, paths.resolve(paths.processed("cold_start_sets"), cfg, root))
-    return samples.cold_start_stats(table)
+    target = paths.resolve(paths.processed("cold_start_sets"), cfg, root)
+    sink_parquet(query, target)
+    return samples.cold_start_stats(pl.scan_parquet(target))
+
+
+def run_cross_domain_sets(cfg: Config, root: Path) -> dict:
+    """Zero-shot cross-domain sets (source-domain training, target-domain evaluation) from a genre split."""
+    items_file = paths.resolve(paths.processed("items"), cfg, root)
+    interactions = pl.read_parquet(paths.resolve(paths.processed("interactions"), cfg, root))
+    settings = cfg.cross_domain
+    domains = cross_domain.genre_domains(pl.read_parquet(items_file), settings.target_genres, str(items_file))
+    table = cross_domain.build_cross_domain_sets(
+        pl.scan_parquet(paths.resolve(paths.processed("samples"), cfg, root)), interactions, domains,
+        cfg.samples.history_len, settings.min_source_interactions, settings.eval_splits)
+    write_parquet(table, paths.resolve(paths.processed("cross_domain_sets"), cfg, root))
+    return cross_domain.cross_domain_stats(table, domains, cross_domain.bridge_users(interactions, domains))

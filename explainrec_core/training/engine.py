@@ -51,6 +51,10 @@ class CheckpointError(ExplainRecError):
 class Example:
     input_ids: list[int]
     labels: list[int]  # IGNORE_INDEX on prompt tokens: loss on the response only
+    # For the joint explanation loss (training/joint_loss.py): where the answer token sits in input_ids, and the
+    # other answer's token id (the consistency term re-scores the explanation after it). -1 = not used.
+    answer_pos: int = -1
+    flip_answer_id: int = -1
 
 
 @dataclass
@@ -93,10 +97,13 @@ class _State:
 
 def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id: int,
           checkpoint_dir: Path, evaluate: Callable[[Any], float] | None = None,
-          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+          on_step: Callable[[int, float], None] | None = None,
+          loss_fn: Callable[[Any, list[Example], int, torch.device], torch.Tensor] | None = None) -> TrainResult:
     """Fine-tune the trainable (LoRA) weights of `model` in place; resume from `checkpoint_dir/last` if present.
 
     `evaluate(model)` returns a metric where higher is better; with it, the model ends with its best weights.
+    `loss_fn(model, examples, pad_token_id, device)` replaces the causal-LM loss on the labels (e.g. the joint
+    answer + explanation + consistency loss).
     The model is left in eval mode.
     """
     _check_inputs(examples, cfg)
@@ -172,10 +179,12 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
                 # Data parallel (`accelerate launch --num_processes N`): each process takes every N-th example of
                 # the micro-batch and DDP averages the gradients; one process takes all of them.
                 idx = idx[accelerator.process_index::accelerator.num_processes] or idx[-1:]
-                batch = _collate([examples[i] for i in idx], pad_token_id, accelerator.device)
                 tokens += sum(len(examples[i].input_ids) for i in idx)
                 with accelerator.accumulate(wrapped):
-                    loss = wrapped(**batch).loss
+                    if loss_fn is None:
+                        loss = wrapped(**_collate([examples[i] for i in idx], pad_token_id, accelerator.device)).loss
+                    else:
+                        loss = loss_fn(wrapped, [examples[i] for i in idx], pad_token_id, accelerator.device)
                     micro_losses.append(loss.detach().float())
                     # backward divides by grad_accum; rescale so a short group averages over its own size.
                     accelerator.backward(loss * (cfg.grad_accum / len(group)))

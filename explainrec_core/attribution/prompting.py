@@ -1,0 +1,82 @@
+"""The attribution-enhanced instruction (the paper's eq. 1-2) and its ablation, token-budgeted.
+
+    ### Instruction:
+    Given the user's preference and unpreference, identify whether the user will like the target movie by
+    answering "Yes." or "No.", then explain why.
+
+    ### Input:
+    User Preference: "Fargo (1996)" (Crime, 1990s), "Heat (1995)" (Action)
+    User Unpreference: "Scream (1996)" (Horror)
+    Whether the user will like the target movie "Jackie Brown (1997)" (Crime, 1990s, rated R; shares a writer
+    with "Pulp Fiction (1994)")?
+
+    ### Response:
+    Yes. It is a Crime movie and is from the 1990s; the user liked "Fargo (1996)" and "Heat (1995)".
+
+The reasons next to each history item are its attributes with the most positive (liked) / most negative
+(disliked) log-odds for this user; the target carries its own attributes. The "w/o preference attribution"
+ablation uses the same instruction, history and response, with the bare titles only (TALLRec's input).
+All text from the data is sanitised and quoted (`prompts.sanitize`): a title is never an instruction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from explainrec_core.attribution.explanations import SampleContext
+from explainrec_core.prompts import alpaca_prompt, sanitize
+
+EXPLAIN_INSTRUCTION = ('Given the user\'s preference and unpreference, identify whether the user will like the '
+                       'target movie by answering "Yes." or "No.", then explain why.')
+_TARGET = "\x00target\x00"
+MAX_FACT_CHARS = 200
+
+
+def _with_reasons(title: str, reasons: list[str]) -> str:
+    return f"{title} ({', '.join(sanitize(r, 40) for r in reasons)})" if reasons else title
+
+
+def _input(ctx: SampleContext, attributed: bool, reasons_per_item: int, target: str) -> str:
+    liked, disliked = [], []
+    for item, title, is_liked in ctx.history:
+        shown = _with_reasons(title, ctx.reasons(item, is_liked, reasons_per_item)) if attributed else title
+        (liked if is_liked else disliked).append(shown)
+    return (f"User Preference: {', '.join(liked)}\nUser Unpreference: {', '.join(disliked)}\n"
+            f"Whether the user will like the target movie {target}?")
+
+
+def target_text(ctx: SampleContext, attributed: bool) -> str:
+    facts = ctx.target_facts()[:MAX_FACT_CHARS] if attributed else ""
+    return f"{ctx.target_title} ({facts})" if facts else ctx.target_title
+
+
+def prompt_parts(ctx: SampleContext, attributed: bool, reasons_per_item: int) -> tuple[str, str]:
+    """(prefix, suffix): the prompt is prefix + suffix; the prefix is the same for every target of one history
+    (it ends before the space ahead of the target, see evaluation/prefix_scoring.py) so rankers can share it."""
+    full = alpaca_prompt(EXPLAIN_INSTRUCTION, _input(ctx, attributed, reasons_per_item, _TARGET))
+    head, _, tail = full.rpartition(_TARGET)
+    return head[:-1], " " + target_text(ctx, attributed) + tail
+
+
+def build_prompt(ctx: SampleContext, attributed: bool, reasons_per_item: int) -> str:
+    prefix, suffix = prompt_parts(ctx, attributed, reasons_per_item)
+    return prefix + suffix
+
+
+@dataclass(frozen=True)
+class ExplainPrompt:
+    prompt: str
+    context: SampleContext  # with the history actually shown
+    n_history_dropped: int
+
+
+def fit_prompt(ctx: SampleContext, attributed: bool, reasons_per_item: int, count_tokens, budget: int,
+               rebuild) -> ExplainPrompt:
+    """Drop the oldest history items until the prompt fits `budget` tokens. `rebuild(history)` recomputes the
+    context for a shorter history (reasons are computed from the history that is shown)."""
+    for start in range(len(ctx.history) + 1):
+        shown = ctx if start == 0 else rebuild(ctx.history[start:])
+        prompt = build_prompt(shown, attributed, reasons_per_item)
+        if count_tokens(prompt) <= budget:
+            return ExplainPrompt(prompt, shown, start)
+    raise ValueError(f"even without history the prompt for {ctx.target_title} is longer than {budget} tokens")
