@@ -40,6 +40,7 @@ demo: data
 	$(BIN)/explainrec run validate > /dev/null
 	$(BIN)/explainrec status
 	$(BIN)/explainrec report
+	$(BIN)/explainrec explain --user 659 --item 218
 
 test: data
 	$(BIN)/python -m pytest -q
