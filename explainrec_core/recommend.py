@@ -85,7 +85,7 @@ class Recommender:
         rated = self._rated(user).filter(pl.col("item_id") != item).tail(self.cfg.samples.history_len)
         return self.builder.build(rated["item_id"].to_list(), rated["rating"].to_list(), item)
 
-    def _explained(self, contexts: list[SampleContext], p_yes: list[float]) -> list[Explanation]:
+    def _explained(self, user: int, contexts: list[SampleContext], p_yes: list[float]) -> list[Explanation]:
         a = self.cfg.attribution
         prompts = [build_prompt(c, True, a.reasons_per_item) for c in contexts]
         answers = ["Yes" if p >= 0.5 else "No" for p in p_yes]
@@ -97,16 +97,14 @@ class Recommender:
             explanation = (ans + text).strip()
             citations = [(c.kind, c.label, ctx.is_faithful(c))
                          for c in parse_citations(explanation, self.builder.vocabulary)]
-            out.append(Explanation(0, ctx.target, ctx.target_title, float(p), ans, explanation, citations))
+            out.append(Explanation(user, ctx.target, ctx.target_title, float(p), ans, explanation, citations))
         return out
 
     def explain(self, user: int, item: int) -> Explanation:
         ctx = self.context(user, item)
         prompt = build_prompt(ctx, True, self.cfg.attribution.reasons_per_item)
         p_yes = float(score_yes(self.model, self.tokenizer, [prompt], self.answer_ids)[0])
-        result = self._explained([ctx], [p_yes])[0]
-        result.user_id = user
-        return result
+        return self._explained(user, [ctx], [p_yes])[0]
 
     def recommend(self, user: int, k: int = 10, candidates: int = 100) -> list[Explanation]:
         if k < 1 or candidates < k:
@@ -123,10 +121,7 @@ class Recommender:
                                      [prompt_parts(c, True, a.reasons_per_item)[1] for c in contexts],
                                      self.answer_ids, batch_size=self.cfg.evaluation.batch_size * 4)
         top = sorted(range(len(contexts)), key=lambda i: (-scores[i], contexts[i].target))[:k]
-        results = self._explained([contexts[i] for i in top], [float(scores[i]) for i in top])
-        for r in results:
-            r.user_id = user
-        return results
+        return self._explained(user, [contexts[i] for i in top], [float(scores[i]) for i in top])
 
     def profile(self, user: int, n: int = 3) -> dict[str, list[tuple[str, float]]]:
         """The user's strongest reasons over their latest history: attributes they like and dislike."""

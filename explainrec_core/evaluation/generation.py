@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from explainrec_core.evaluation.scoring import left_pad
+
 
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8,
@@ -20,12 +22,8 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batc
     for start in range(0, len(order), batch_size):
         batch = [encoded[i] for i in order[start: start + batch_size]]
         width = max(map(len, batch))
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, seq in enumerate(batch):
-            ids[row, width - len(seq):] = torch.tensor(seq)
-            mask[row, width - len(seq):] = 1
-        generated = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+        ids, mask, _ = left_pad(batch, tokenizer.pad_token_id, device)
+        generated = model.generate(input_ids=ids, attention_mask=mask,
                                    max_new_tokens=max_new_tokens, do_sample=False,
                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         for row, index in enumerate(order[start: start + batch_size]):

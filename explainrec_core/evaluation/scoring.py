@@ -14,6 +14,19 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device=None):
+    """(input_ids, attention_mask, position_ids) of token lists left-padded to one width: every row ends in the
+    last column, and the explicit positions give a padded row exactly the logits it gets alone."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, width - len(seq):] = torch.tensor(list(seq))
+        mask[row, width - len(seq):] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), positions.to(device)
+
+
 @torch.inference_mode()
 def score_yes(model, tokenizer, prompts: Sequence[str], answer_ids: dict[str, int], batch_size: int = 8,
               on_batch: Callable[[int], None] | None = None) -> np.ndarray:
@@ -27,15 +40,9 @@ def score_yes(model, tokenizer, prompts: Sequence[str], answer_ids: dict[str, in
     model.eval()
     for start in range(0, len(order), batch_size):
         batch = [encoded[i] for i in order[start: start + batch_size]]
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            mask[row, width - len(ids):] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                       position_ids=positions.to(device), logits_to_keep=1).logits[:, -1, :]
+        input_ids, mask, positions = left_pad(batch, tokenizer.pad_token_id, device)
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                       logits_to_keep=1).logits[:, -1, :]
         p_yes = torch.softmax(logits.float().index_select(-1, yes_no), dim=-1)[:, 0]
         scores[order[start: start + batch_size]] = p_yes.cpu().numpy()
         if on_batch:

@@ -13,6 +13,11 @@ from explainrec_core.errors import DataError
 from explainrec_core.io import atomic_path, write_parquet
 
 
+def read_processed(cfg: Config, root: Path, name: str) -> pl.DataFrame:
+    """One of the processed tables (`data/processed/NAME.parquet`) that later steps read."""
+    return pl.read_parquet(paths.resolve(paths.processed(name), cfg, root))
+
+
 def local_raw_dir(cfg: Config, root: Path) -> Path:
     """The raw folder on this machine: `data.raw_dir` under the project, or an s3:// URI downloaded (once, keyed
     by the objects' ETags) into the cache."""

@@ -26,15 +26,12 @@ from explainrec_core.io import write_parquet
 from explainrec_core.models import adapters
 from explainrec_core.progress import progress_bar
 from explainrec_core.prompts import quote_item
+from explainrec_core.steps.data_steps import read_processed
 from explainrec_core.steps.llm_steps import EVAL_SETS, load_base
 
 
-def _table(cfg: Config, root: Path, name: str) -> pl.DataFrame:
-    return pl.read_parquet(paths.resolve(paths.processed(name), cfg, root))
-
-
 def run_ranking_candidates(cfg: Config, root: Path) -> dict:
-    table = build_candidates(_table(cfg, root, "samples"), _table(cfg, root, "interactions"),
+    table = build_candidates(read_processed(cfg, root, "samples"), read_processed(cfg, root, "interactions"),
                              n_negatives=cfg.ranking.n_negatives, seed=cfg.ranking.seed, split="test",
                              max_positives=cfg.ranking.max_positives)
     write_parquet(table, root / paths.RANKING_CANDIDATES)
@@ -55,8 +52,9 @@ def _build_baseline(name: str, overrides: dict):
 
 def run_baselines(cfg: Config, root: Path) -> dict:
     """Fit every baseline once per seed; score the test and cold-start samples and the ranking candidates."""
-    samples, cold = _table(cfg, root, "samples"), _table(cfg, root, "cold_start_sets")
-    data = TrainingData.from_tables(samples, _table(cfg, root, "interactions"), _table(cfg, root, "items"),
+    samples, cold = read_processed(cfg, root, "samples"), read_processed(cfg, root, "cold_start_sets")
+    data = TrainingData.from_tables(samples, read_processed(cfg, root, "interactions"),
+                                    read_processed(cfg, root, "items"),
                                     cfg.samples.like_threshold)
     valid = samples.filter(pl.col("split") == "valid")
     sets = {"test": samples.filter(pl.col("split") == "test"),
@@ -109,7 +107,7 @@ def run_llm_ranking(cfg: Config, root: Path) -> dict:
     """The rec adapter ranks the first `llm_positives` candidate lists, sharing each user's prompt prefix."""
     info, model, tokenizer = load_base(root)
     model = adapters.load_adapter(model, root / paths.REC_ADAPTER)
-    items = _table(cfg, root, "items")
+    items = read_processed(cfg, root, "items")
     titles = {r["item_id"]: quote_item(r["title"], r["year"]) for r in items.iter_rows(named=True)}
     candidates = pl.read_parquet(root / paths.RANKING_CANDIDATES).head(cfg.ranking.llm_positives)
     rows, start = [], time.perf_counter()

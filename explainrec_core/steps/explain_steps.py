@@ -22,7 +22,6 @@ from explainrec_core.attribution.explanations import faithfulness, parse_citatio
 from explainrec_core.attribution.preferences import user_preference_table
 from explainrec_core.attribution.prompting import fit_prompt, prompt_parts
 from explainrec_core.config import Config
-from explainrec_core.data.fetch import default_cache_dir
 from explainrec_core.evaluation.generation import generate
 from explainrec_core.evaluation.prefix_scoring import score_shared_prefix
 from explainrec_core.evaluation.ranking import ranking_metrics
@@ -30,9 +29,9 @@ from explainrec_core.evaluation.scoring import auc, score_yes
 from explainrec_core.evaluation.text_metrics import explanation_scores
 from explainrec_core.io import write_parquet
 from explainrec_core.models import adapters
-from explainrec_core.models.base_model import load_tokenizer
+from explainrec_core.models.base_model import cache_dir, load_tokenizer
 from explainrec_core.progress import progress_bar
-from explainrec_core.steps.data_steps import local_raw_dir
+from explainrec_core.steps.data_steps import local_raw_dir, read_processed
 from explainrec_core.steps.llm_steps import (
     EVAL_SETS,
     _as_dict,
@@ -50,18 +49,11 @@ VARIANTS = {"attributed": (paths.EXPLAIN_ADAPTER, "prompt"),
             "no_attribution": (paths.EXPLAIN_ADAPTER_ABLATION, "prompt_plain")}
 
 
-def _table(cfg: Config, root: Path, name: str) -> pl.DataFrame:
-    return pl.read_parquet(paths.resolve(paths.processed(name), cfg, root))
-
-
-def _cache(cfg: Config) -> Path:
-    return Path(cfg.model.cache_dir) if cfg.model.cache_dir else default_cache_dir()
-
 
 def run_item_attributes(cfg: Config, root: Path) -> dict:
-    items = _table(cfg, root, "items")
+    items = read_processed(cfg, root, "items")
     a = cfg.attribution
-    table = item_attributes(items, local_raw_dir(cfg, root), _cache(cfg), imdb=a.imdb_attributes,
+    table = item_attributes(items, local_raw_dir(cfg, root), cache_dir(cfg.model), imdb=a.imdb_attributes,
                             roles=a.kg_roles, min_actor_films=a.min_actor_films)
     write_parquet(table, paths.resolve(paths.processed("item_attributes"), cfg, root))
     return attribute_stats(table, items.height)
@@ -70,9 +62,9 @@ def run_item_attributes(cfg: Config, root: Path) -> dict:
 def run_preference_attributions(cfg: Config, root: Path) -> dict:
     """Per user and attribute, smoothed log-odds over the ratings up to the last training target (no leakage into
     validation or test): what the CLI shows as a user's profile."""
-    samples, interactions = _table(cfg, root, "samples"), _table(cfg, root, "interactions")
+    samples, interactions = read_processed(cfg, root, "samples"), read_processed(cfg, root, "interactions")
     cut = samples.filter(pl.col("split") == "train")["timestamp"].max()
-    attributes, items = _table(cfg, root, "item_attributes"), _table(cfg, root, "items")
+    attributes, items = read_processed(cfg, root, "item_attributes"), read_processed(cfg, root, "items")
     table = user_preference_table(interactions.filter(pl.col("timestamp") <= cut), attributes,
                                   cfg.samples.like_threshold, cfg.attribution.prior_strength, items.height)
     write_parquet(table, paths.resolve(paths.processed("preference_attributions"), cfg, root))
@@ -82,14 +74,14 @@ def run_preference_attributions(cfg: Config, root: Path) -> dict:
 
 
 def context_builder(cfg: Config, root: Path) -> ContextBuilder:
-    return ContextBuilder(_table(cfg, root, "items"), _table(cfg, root, "item_attributes"),
+    return ContextBuilder(read_processed(cfg, root, "items"), read_processed(cfg, root, "item_attributes"),
                           cfg.samples.like_threshold, cfg.attribution.prior_strength)
 
 
 def run_explain_prompts(cfg: Config, root: Path) -> dict:
     """Attributed and plain prompts with reference explanations, for the same samples as the TALLRec prompts."""
     chosen = pl.read_parquet(root / paths.REC_PROMPTS).select("set", "sample_id", "user_id", "item_id", "label")
-    samples = _table(cfg, root, "samples").join(chosen.select("sample_id").unique(), on="sample_id")
+    samples = read_processed(cfg, root, "samples").join(chosen.select("sample_id").unique(), on="sample_id")
     builder = context_builder(cfg, root)
     tokenizer = load_tokenizer(Path(_base_info(root)["path"]))
     a = cfg.attribution
@@ -209,7 +201,7 @@ def run_explain_evaluation(cfg: Config, root: Path) -> dict:
     answer_ids = info["answer_token_ids"]
     prompts = pl.read_parquet(root / paths.EXPLAIN_PROMPTS)
     builder = context_builder(cfg, root)
-    samples = _table(cfg, root, "samples")
+    samples = read_processed(cfg, root, "samples")
     n_explain = cfg.attribution.explain_samples
     test = prompts.filter(pl.col("set") == "test").sort("sample_id")
     explain_rows = test.head(n_explain) if n_explain > 0 else test

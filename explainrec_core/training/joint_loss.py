@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from explainrec_core.config import LossWeightsConfig
+from explainrec_core.evaluation.scoring import left_pad
 from explainrec_core.training.engine import Example
 
 
@@ -43,19 +44,15 @@ def consistency_loss(answer_logits: torch.Tensor, loglik: torch.Tensor) -> torch
 
 
 def _rows(examples: Sequence[Example], flipped: bool, pad: int, device):
-    """Left-padded ids, attention mask and position ids: every row ends at the last column, so the answer and
-    explanation of every row fall in the last few columns and only those need the vocabulary projection."""
-    width = max(len(ex.input_ids) for ex in examples)
-    ids = torch.full((len(examples), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, ex in enumerate(examples):
+    """Left-padded rows (every row ends at the last column, so the answer and explanation of every row fall in
+    the last few columns and only those need the vocabulary projection); `flipped` swaps in the other answer."""
+    seqs = []
+    for ex in examples:
         seq = list(ex.input_ids)
         if flipped:
             seq[ex.answer_pos] = ex.flip_answer_id
-        ids[row, width - len(seq):] = torch.tensor(seq)
-        mask[row, width - len(seq):] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), mask.to(device), positions.to(device)
+        seqs.append(seq)
+    return left_pad(seqs, pad, device)
 
 
 def joint_terms(model, examples: Sequence[Example], pad_token_id: int, device, yes_id: int, no_id: int,
