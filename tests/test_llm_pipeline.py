@@ -118,6 +118,10 @@ def test_attributed_model_and_its_ablation(trained):
     md = (root / paths.EVALUATION_MD).read_text()
     assert "| w/o preference attribution |" in md and "| ExplainRec (preference attribution) |" in md
     assert "Example explanations" in md
+    metrics = json.loads((root / paths.METRICS).read_text())["methods"]
+    assert metrics["explainrec"]["test_auc"] == evaluation["attributed"]["test"]["auc"]
+    assert metrics["explainrec_no_attribution"]["bleu4"] == evaluation["no_attribution"]["explanations"]["bleu4"]
+    assert metrics["explainrec"]["seeds"] == [0]
 
 
 def test_explain_and_recommend_commands(trained):

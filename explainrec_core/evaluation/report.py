@@ -59,7 +59,7 @@ def collect_metrics(cfg: Config, root: Path) -> dict:
                 "inference_ms_per_sample": 1e3 / evaluation["scoring"]["samples_per_s"],
                 "peak_memory_mb": max(rec.get("peak_memory_mb") or 0, alpaca.get("peak_memory_mb") or 0),
                 "seeds": [cfg.rec_training.seed], "base_model": base.get("source")})
-    methods = {LLM: llm, **_explain_methods(root)}
+    methods = {LLM: llm, **_explain_methods(cfg, root)}
     for method in cfg.baselines.methods:
         rows = baselines.filter(pl.col("method") == method)
         entry = {}
@@ -90,7 +90,7 @@ def collect_metrics(cfg: Config, root: Path) -> dict:
     }
 
 
-def _explain_methods(root: Path) -> dict:
+def _explain_methods(cfg: Config, root: Path) -> dict:
     """The attributed model and its ablation, from the explain_evaluation and explain_adapter metrics."""
     from explainrec_core.pipeline import step
 
@@ -107,7 +107,7 @@ def _explain_methods(root: Path) -> dict:
                                                               "explanations_citing", "answer_agrees_with_p_yes")})
         entry.update({"explanations_n": m["explanations"].get("n"), "train_seconds": train.get("train_seconds"),
                       "inference_ms_per_sample": 1e3 / m["scoring_samples_per_s"],
-                      "peak_memory_mb": train.get("peak_memory_mb"), "seeds": [train.get("seed", 0)]})
+                      "peak_memory_mb": train.get("peak_memory_mb"), "seeds": [cfg.explain_training.seed]})
         methods[method] = entry
     return methods
 
