@@ -11,7 +11,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster
 # Never ask a model hub at run time: weights come from pip packages fetched at set-up.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup data demo test repro ui clean
+.PHONY: setup data demo test paper repro ui clean
 
 setup: $(STAMP) .env $(DAGSTER_HOME)/dagster.yaml
 
@@ -44,6 +44,10 @@ demo: data
 
 test: data
 	$(BIN)/python -m pytest -q
+
+# The paper-scale profile (about 2 hours on 2 CPU cores): resumable, outputs under runs/paper/.
+paper: data
+	$(BIN)/explainrec run all --params params/paper.yaml --root runs/paper
 
 repro: data
 	$(BIN)/dvc repro

@@ -96,6 +96,8 @@ class QualityConfig:
     """Lowest share of positive labels accepted in each split."""
     label_rate_max: float = 0.8
     """Highest share of positive labels accepted in each split."""
+    min_attribute_coverage: float = 0.9
+    """Lowest share of items with at least one attribute (item_attributes): explanations cite attributes."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,8 @@ class RecPromptsConfig:
     test_samples: int = 300
     """Test samples scored for AUC (0 = all); the same seeded subset for every method."""
     cold_start_samples: int = 200
-    """Samples of each cold-start set scored (0 = all)."""
+    """Samples of each cold-start set scored (0 = all): a uniform random subset that reuses members of the test
+    subset first, so their prompts are scored once for both sets."""
     seed: int = 0
 
 
@@ -132,6 +135,15 @@ class RecPromptsConfig:
 class EvaluationConfig:
     batch_size: int = 8
     """Prompts scored per forward pass."""
+    int8: bool = False
+    """Score with a merged, dynamically int8-quantised copy of the model on the CPU (evaluation/quantize.py; pass
+    as `score_yes(..., int8=...)` / `score_shared_prefix(..., int8=...)`). Off: it changes scores too much.
+    Measured (scripts/bench_llm.py --train-steps 0 --auc-prompts runs/paper/data/prompts/rec_prompts.parquet
+    --auc-samples 64, OMP_NUM_THREADS=1, SmolLM2-135M base without adapter; per-channel int8 weights, 7-bit
+    per-tensor dynamic activations): 2.4x the samples per CPU-second of fp32 (5.27 vs 2.22, shared preamble on
+    both), ranking 5.2 vs 10.3 CPU-s per list of 100; but mean |P(Yes) - fp32| 0.218 (max 0.374, activation
+    outliers) and valid AUC 0.519 vs 0.500 (64 samples). Not yet measured on the tuned adapter. The gate to turn
+    it on is |valid AUC(int8) - AUC(fp32)| < 0.005 on the tuned adapter (bench_llm.py --auc-prompts)."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +153,13 @@ class BaselinesConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     """Every method is fitted once per seed; the report gives mean and standard deviation, no seed picking."""
     hyperparameters: dict = field(default_factory=dict)
-    """Per method, fields of its config dataclass to override (defaults were tuned on the validation split)."""
+    """Per method, fields of its config dataclass to override for the AUC protocol (like/dislike of rated items;
+    the config's defaults were tuned for it on the validation split)."""
+    ranking_hyperparameters: dict = field(default_factory=dict)
+    """Per method, fields to override for the ranking protocol (a liked item among unrated ones), on top of the
+    module's RANKING_CONFIG (tuned for it on validation candidate lists). A method whose two settings are equal is
+    fitted once per seed; otherwise the AUC sets are scored by the AUC-tuned fit and the candidate lists by the
+    ranking-tuned one."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +170,8 @@ class RankingConfig:
     max_positives: int = 1000
     """Liked test targets ranked by the baselines (seeded subset; 0 = all)."""
     llm_positives: int = 10
-    """Of those, how many the LLM ranks (shared-prefix scoring of 100 candidates: ~15 s each on 2 CPU cores)."""
+    """Of those, how many the LLM variants rank: a seeded random draw of the lists (their `llm_order`), the same for
+    every LLM ranker (shared-prefix scoring of 100 candidates: ~15 s each on 2 CPU cores)."""
 
 
 @dataclass(frozen=True)
@@ -196,8 +215,21 @@ class LossWeightsConfig:
     explanation: float = 0.5
     """Mean token cross-entropy of the reference explanation that follows the answer."""
     consistency: float = 0.1
-    """Penalty when the explanation's stance (is it likelier after "Yes" or after "No"?) disagrees with the
-    predicted answer. 0 skips the second forward pass it needs."""
+    """Penalty when the stance of the model's OWN greedy explanation (is it likelier after "Yes" or after "No"?)
+    disagrees with its predicted answer; the prediction is held fixed (stop-gradient), so only the explanation
+    moves. 0 skips generating those explanations and scoring them."""
+    consistency_every: int = 1
+    """Optimizer steps a training example's generated explanation is reused before it is generated again. An
+    example is seen once per epoch, so any value up to the steps per epoch regenerates it at every visit; even then
+    a step costs less than the earlier reference-based term (measured: README, Joint loss)."""
+    consistency_max_tokens: int = 24
+    """At most this many explanation tokens are generated (generation also stops at the end of the first
+    sentence): generation is the costly part of the term on a CPU."""
+
+    def __post_init__(self) -> None:
+        if self.consistency_every < 1 or self.consistency_max_tokens < 2:
+            raise ConfigError(f"attribution.loss: need consistency_every >= 1 (got {self.consistency_every}) and "
+                              f"consistency_max_tokens >= 2 (got {self.consistency_max_tokens})")
 
 
 @dataclass(frozen=True)
@@ -226,7 +258,7 @@ class AttributionConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     """Where `explainrec storage push` and the Dagster `published_artifacts` asset put artefacts
-    (explainrec_core/storage.py). Never credentials: boto3 reads them from the standard AWS chain. Environment
+    (explainrec_core/storage/). Never credentials: boto3 reads them from the standard AWS chain. Environment
     variables override these keys: EXPLAINREC_STORAGE_BACKEND, EXPLAINREC_STORAGE_DIR, EXPLAINREC_S3_BUCKET,
     EXPLAINREC_S3_PREFIX, EXPLAINREC_S3_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)."""
 
@@ -271,9 +303,10 @@ class Config:
     ranking: RankingConfig = field(default_factory=RankingConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     alpaca_training: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-4))
-    rec_training: TrainConfig = field(default_factory=TrainConfig)
+    llm_training: TrainConfig = field(default_factory=TrainConfig)
+    """The one schedule of every recommendation-tuned LLM variant (the TALLRec recipe, the attributed model and each
+    ablation), so they differ only in the component an ablation names, never in steps, cutoff or early stopping."""
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
-    explain_training: TrainConfig = field(default_factory=TrainConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
 
     def __post_init__(self) -> None:
@@ -288,14 +321,37 @@ class Config:
             )
 
 
-def load_config(path: str | Path = DEFAULT_PARAMS) -> Config:
-    path = Path(path)
+def _read_settings(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A settings file as a mapping; `extends: OTHER.yaml` (relative to the file) starts from OTHER's settings and
+    overrides them key by key, so a profile lists only what it changes."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: settings file not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    base_path = (path.parent / str(base)).resolve()
+    if base_path in seen:
+        raise ConfigError(f"{path}: `extends` loops back to {base_path}")
+    return _merge(_read_settings(base_path, (*seen, path.resolve())), raw)
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        both_maps = isinstance(value, dict) and isinstance(base.get(key), dict) and key != "hyperparameters"
+        merged[key] = _merge(base[key], value) if both_maps else value
+    return merged
+
+
+def load_config(path: str | Path = DEFAULT_PARAMS) -> Config:
+    path = Path(path)
+    raw = _read_settings(path)
     try:
         return _build(Config, raw, str(path))
     except ConfigError as exc:

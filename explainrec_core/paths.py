@@ -21,18 +21,36 @@ REC_SCORES = "data/scores/rec_scores.parquet"
 RANKING_CANDIDATES = "data/eval/ranking_candidates.parquet"
 BASELINE_RESULTS = "data/scores/baseline_results.parquet"
 BASELINE_SCORES = "data/scores/baseline_scores.parquet"
+BASELINE_RANKING = "data/scores/baseline_ranking.parquet"  # rank of the positive in each list, per method/seed
 LLM_RANKING = "data/scores/llm_ranking.parquet"
 EVALUATION_MD = "reports/evaluation.md"
 EVALUATION_HTML = "reports/evaluation.html"
 METRICS = "reports/metrics.json"
 EXPLAIN_PROMPTS = "data/prompts/explain_prompts.parquet"
 EXPLAIN_ADAPTER = "models/explain_adapter"
+CHAMPION = "explain_adapter"
+"""The model people are served (`explain`, `recommend`) and that is published: the attributed model, which explains.
+One name, so the published adapter can never differ from the served one."""
+CHAMPION_ADAPTER = EXPLAIN_ADAPTER
 EXPLAIN_ADAPTER_ABLATION = "models/explain_adapter_no_attribution"
 EXPLAIN_SCORES = "data/scores/explain_scores.parquet"
 EXPLANATIONS = "data/scores/explanations.parquet"
 EXPLAIN_RANKING = "data/scores/explain_ranking.parquet"
 CHECKPOINTS = "models/checkpoints"
 FIGURES = "reports/figures"
+# The statistics files of the steps whose numbers the report reads. pipeline.py declares each as that step's metrics
+# file (tests/test_report.py checks that they agree); listed here so the report step need not import the pipeline.
+STEP_METRICS = {
+    "base_model": "reports/models/base_model.json",
+    "alpaca_adapter": "reports/models/alpaca_adapter.json",
+    "rec_adapter": "reports/models/rec_adapter.json",
+    "rec_evaluation": "reports/rec_evaluation.json",
+    "ranking_candidates": "reports/ranking_candidates.json",
+    "llm_ranking": "reports/llm_ranking.json",
+    "explain_adapter": "reports/models/explain_adapter.json",
+    "explain_adapter_ablation": "reports/models/explain_adapter_ablation.json",
+    "explain_evaluation": "reports/explain_evaluation.json",
+}
 
 
 def processed(name: str) -> str:

@@ -1,11 +1,15 @@
-"""The pipeline, described once: sources, steps and the quality gate.
+"""The pipeline, described once: sources, steps and the quality gates.
 
 Dagster (explainrec_dagster) and DVC (dvc.yaml) are projections of this description; tests/test_pipeline_graph.py
 fails when either disagrees with it. Paths are templates over params.yaml keys (see paths.py).
 
 A step function takes the settings and the project root, writes its outputs atomically, and returns the
-statistics that become Dagster metadata and the DVC metrics file. Steps marked `gated` train models: in DVC
-they depend on the quality gate's report, in Dagster on the assets whose blocking checks form the gate.
+statistics that become Dagster metadata and the DVC metrics file. A step's code dependencies are computed from
+the import graph (code_graph.py), never listed by hand. Steps marked `gated` train models: in DVC they depend on
+the reports of the quality gates that check their inputs, in Dagster on the assets whose blocking checks form
+those gates (`gates_of`). The data gate checks the tables every step starts from; one gate per table that the
+models train on (prompts, attributes, cross-domain sets) checks it once it is built, so a bad table stops the
+training steps that read it and nothing else.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explainrec_core import paths
+from explainrec_core.code_graph import code_files
 from explainrec_core.config import Config
 from explainrec_core.errors import DataError, QualityGateError
 from explainrec_core.io import is_main_process, write_json
@@ -44,33 +49,33 @@ class Step:
     outs: dict[str, str]  # output name (= Dagster asset key) -> path template
     params: tuple[str, ...]  # params.yaml sections (or dotted keys) the step reads
     metrics: str  # JSON statistics file; a DVC metrics file and Dagster metadata
-    code: tuple[str, ...]  # source files whose change must re-run the step (DVC deps)
     plots: tuple[str, ...] = ()  # figures the step draws (DVC plots, Dagster metadata)
     reads_metrics: tuple[str, ...] = ()  # steps whose metrics files this step reads (DVC deps too)
-    gated: bool = False  # trains a model: must sit downstream of the quality gate
+    gated: bool = False  # trains a model: must sit downstream of the quality gates on its inputs
     doc: str = ""
+
+    @property
+    def code(self) -> tuple[str, ...]:
+        """Source files whose change must re-run the step (DVC deps): the module defining the step function and
+        every explainrec_core module it imports, transitively."""
+        return code_files(self.fn.__module__)
 
 
 @dataclass(frozen=True)
 class Gate:
-    """The quality gate: one GX suite per checked output. A DVC stage; Dagster asset checks (blocking)."""
+    """A quality gate: one GX suite per checked output. A DVC stage; Dagster asset checks (blocking)."""
 
     name: str
-    checks: tuple[str, ...]
+    checks: tuple[str, ...]  # the outputs it checks (Dagster: the assets its blocking checks attach to)
     params: tuple[str, ...]
     report: str
-    code: tuple[str, ...]
+    reads: tuple[str, ...] = ()  # other outputs its checks compare against (DVC deps)
 
+    @property
+    def code(self) -> tuple[str, ...]:
+        """The modules of its check functions and everything they import (DVC deps)."""
+        return code_files(*sorted({CHECKS[name].__module__ for name in self.checks}))
 
-DATA_CODE = ("explainrec_core/data/ingest.py", "explainrec_core/data/movielens.py", "explainrec_core/data/rawcheck.py",
-             "explainrec_core/data/amazon.py", "explainrec_core/data/jsonlines.py")
-LLM_CODE = ("explainrec_core/steps/llm_steps.py", "explainrec_core/models/base_model.py",
-            "explainrec_core/models/adapters.py", "explainrec_core/prompts.py")
-TRAIN_CODE = (*LLM_CODE, "explainrec_core/training/engine.py", "explainrec_core/training/examples.py")
-
-ATTRIBUTION_CODE = ("explainrec_core/steps/explain_steps.py", "explainrec_core/attribution",
-                    "explainrec_core/prompts.py")
-EXPLAIN_TRAIN_CODE = (*ATTRIBUTION_CODE, *TRAIN_CODE, "explainrec_core/training/joint_loss.py")
 
 SOURCES = (
     Source("raw_data", paths.RAW, "ingest", data_steps.fetch_raw),
@@ -79,93 +84,90 @@ SOURCES = (
 STEPS = (
     Step("ingest", "ingest", data_steps.run_ingest, deps=("raw_data",),
          outs={name: paths.processed(name) for name in ("interactions", "items", "users")}, params=("data",),
-         metrics="reports/data/ingest.json", code=DATA_CODE,
+         metrics="reports/data/ingest.json",
          doc="Normalise the raw files into interactions, items and users tables."),
     Step("samples", "prepare", data_steps.run_samples, deps=("interactions",),
          outs={"samples": paths.processed("samples")}, params=("samples", "split"),
-         metrics="reports/data/samples.json", code=("explainrec_core/data/samples.py",),
+         metrics="reports/data/samples.json",
          doc="History/target samples with labels, split 80/10/10 by global time order."),
     Step("cold_start_sets", "prepare", data_steps.run_cold_start_sets, deps=("samples", "interactions"),
          outs={"cold_start_sets": paths.processed("cold_start_sets")}, params=("cold_start",),
-         metrics="reports/data/cold_start.json", code=("explainrec_core/data/samples.py",),
+         metrics="reports/data/cold_start.json",
          doc="Test samples of new users and new items (few training-period interactions)."),
     Step("cross_domain_sets", "prepare", data_steps.run_cross_domain_sets, deps=("samples", "interactions", "items"),
          outs={"cross_domain_sets": paths.processed("cross_domain_sets")},
          params=("cross_domain", "samples.history_len"), metrics="reports/data/cross_domain.json",
-         code=("explainrec_core/data/cross_domain.py",),
          doc="Zero-shot cross-domain sets: source-genre training samples, held-out-genre evaluation samples."),
     Step("base_model", "model", llm_steps.run_base_model, deps=(),
          outs={"base_model": paths.BASE_MODEL}, params=("model",),
-         metrics="reports/models/base_model.json", code=("explainrec_core/models/base_model.py",),
+         metrics="reports/models/base_model.json",
          doc="The base LLM (local folder, hub name or embedded SmolLM2-135M-Instruct) and its answer tokens."),
     Step("alpaca_data", "prepare", llm_steps.run_alpaca_data, deps=(),
          outs={"alpaca_data": paths.ALPACA_DATA}, params=("alpaca",),
-         metrics="reports/data/alpaca.json", code=("explainrec_core/data/alpaca.py",),
+         metrics="reports/data/alpaca.json",
          doc="Alpaca-format instruction data for stage 1 (user JSON, or the Self-Instruct seed tasks)."),
     Step("alpaca_adapter", "train", llm_steps.run_alpaca_adapter, deps=("base_model", "alpaca_data"),
          outs={"alpaca_adapter": paths.ALPACA_ADAPTER}, params=("lora", "alpaca_training"),
-         metrics="reports/models/alpaca_adapter.json", code=TRAIN_CODE,
+         metrics="reports/models/alpaca_adapter.json",
          plots=(f"{paths.FIGURES}/alpaca_adapter_training.png",), gated=True,
          doc="Stage 1: LoRA instruction tuning on the Alpaca data."),
     Step("rec_prompts", "prepare", llm_steps.run_rec_prompts,
          deps=("samples", "items", "cold_start_sets", "base_model"),
-         outs={"rec_prompts": paths.REC_PROMPTS}, params=("rec_prompts", "rec_training.cutoff"),
-         metrics="reports/data/rec_prompts.json", code=LLM_CODE,
+         outs={"rec_prompts": paths.REC_PROMPTS}, params=("rec_prompts", "llm_training.cutoff"),
+         metrics="reports/data/rec_prompts.json",
          doc="TALLRec prompts for the few-shot train, valid, test and cold-start sample sets."),
     Step("rec_adapter", "train", llm_steps.run_rec_adapter, deps=("base_model", "alpaca_adapter", "rec_prompts"),
-         outs={"rec_adapter": paths.REC_ADAPTER}, params=("rec_training", "evaluation"),
+         outs={"rec_adapter": paths.REC_ADAPTER}, params=("llm_training", "evaluation"),
          metrics="reports/models/rec_adapter.json",
-         code=(*TRAIN_CODE, "explainrec_core/evaluation/scoring.py"),
          plots=(f"{paths.FIGURES}/rec_adapter_training.png",), gated=True,
          doc="Stage 2: recommendation tuning from the stage-1 adapter, early-stopped on validation AUC."),
     Step("rec_evaluation", "evaluate", llm_steps.run_rec_evaluation, deps=("base_model", "rec_adapter", "rec_prompts"),
          outs={"rec_scores": paths.REC_SCORES}, params=("evaluation",),
-         metrics="reports/rec_evaluation.json", code=(*LLM_CODE, "explainrec_core/evaluation/scoring.py"),
-         doc="P(Yes) of the test and cold-start samples; AUC per set."),
+         metrics="reports/rec_evaluation.json", doc="P(Yes) of the test and cold-start samples; AUC per set."),
     Step("ranking_candidates", "prepare", eval_steps.run_ranking_candidates, deps=("samples", "interactions"),
          outs={"ranking_candidates": paths.RANKING_CANDIDATES}, params=("ranking",),
-         metrics="reports/ranking_candidates.json", code=("explainrec_core/evaluation/ranking.py",),
+         metrics="reports/ranking_candidates.json",
          doc="Each liked test target with 99 seeded unrated items: the same candidates for every method."),
     Step("baselines", "evaluate", eval_steps.run_baselines,
          deps=("samples", "interactions", "items", "cold_start_sets", "rec_prompts", "ranking_candidates"),
-         outs={"baseline_results": paths.BASELINE_RESULTS, "baseline_scores": paths.BASELINE_SCORES},
+         outs={"baseline_results": paths.BASELINE_RESULTS, "baseline_scores": paths.BASELINE_SCORES,
+               "baseline_ranking": paths.BASELINE_RANKING},
          params=("baselines", "ranking"), metrics="reports/baselines.json",
-         code=("explainrec_core/steps/eval_steps.py", "explainrec_core/baselines"), gated=True,
+         gated=True,
          doc="Popularity, BPR-MF, LightGCN, SASRec and content-based, per seed, under the LLM's protocol."),
     Step("llm_ranking", "evaluate", eval_steps.run_llm_ranking,
          deps=("base_model", "rec_adapter", "ranking_candidates", "items"),
          outs={"llm_ranking": paths.LLM_RANKING}, params=("ranking",), metrics="reports/llm_ranking.json",
-         code=("explainrec_core/steps/eval_steps.py", "explainrec_core/evaluation/prefix_scoring.py"),
          doc="The rec adapter ranks candidate lists, computing each user's prompt prefix once (KV cache)."),
     Step("item_attributes", "attribution", explain_steps.run_item_attributes, deps=("items", "raw_data"),
          outs={"item_attributes": paths.processed("item_attributes")},
          params=("attribution.imdb_attributes", "attribution.kg_roles", "attribution.min_actor_films"),
-         metrics="reports/data/item_attributes.json", code=("explainrec_core/attribution/attributes.py",),
+         metrics="reports/data/item_attributes.json",
          doc="Item attributes from every source: genres, era, IMDb runtime/MPAA/rating, people shared via Freebase."),
     Step("preference_attributions", "attribution", explain_steps.run_preference_attributions,
          deps=("samples", "interactions", "items", "item_attributes"),
          outs={"preference_attributions": paths.processed("preference_attributions")},
          params=("attribution.prior_strength", "samples.like_threshold"),
-         metrics="reports/data/preference_attributions.json", code=ATTRIBUTION_CODE,
+         metrics="reports/data/preference_attributions.json",
          doc="Per user: smoothed log-odds of each attribute in liked vs disliked training-period ratings."),
     Step("explain_prompts", "attribution", explain_steps.run_explain_prompts,
          deps=("rec_prompts", "samples", "items", "item_attributes", "base_model"),
          outs={"explain_prompts": paths.EXPLAIN_PROMPTS},
          params=("attribution.prior_strength", "attribution.reasons_per_item", "attribution.max_cited",
-                 "explain_training.cutoff"),
-         metrics="reports/data/explain_prompts.json", code=ATTRIBUTION_CODE,
+                 "llm_training.cutoff"),
+         metrics="reports/data/explain_prompts.json",
          doc="Attribution-enhanced prompts (and plain ones for the ablation) with reference explanations."),
     Step("explain_adapter", "train", explain_steps.run_explain_adapter,
          deps=("base_model", "alpaca_adapter", "explain_prompts"),
-         outs={"explain_adapter": paths.EXPLAIN_ADAPTER}, params=("explain_training", "attribution.loss", "evaluation"),
-         metrics="reports/models/explain_adapter.json", code=EXPLAIN_TRAIN_CODE,
+         outs={"explain_adapter": paths.EXPLAIN_ADAPTER}, params=("llm_training", "attribution.loss", "evaluation"),
+         metrics="reports/models/explain_adapter.json",
          plots=(f"{paths.FIGURES}/explain_adapter_training.png",), gated=True,
          doc="The attributed model: answer + explanation, joint loss with the consistency term; the champion."),
     Step("explain_adapter_ablation", "train", explain_steps.run_explain_adapter_ablation,
          deps=("base_model", "alpaca_adapter", "explain_prompts"),
          outs={"explain_adapter_ablation": paths.EXPLAIN_ADAPTER_ABLATION},
-         params=("explain_training", "attribution.loss", "evaluation"),
-         metrics="reports/models/explain_adapter_ablation.json", code=EXPLAIN_TRAIN_CODE,
+         params=("llm_training", "attribution.loss", "evaluation"),
+         metrics="reports/models/explain_adapter_ablation.json",
          plots=(f"{paths.FIGURES}/explain_adapter_ablation_training.png",), gated=True,
          doc="Ablation: the same model and loss without preference attribution in the prompt."),
     Step("explain_evaluation", "evaluate", explain_steps.run_explain_evaluation,
@@ -175,14 +177,12 @@ STEPS = (
                "explain_ranking": paths.EXPLAIN_RANKING},
          params=("attribution.explain_samples", "attribution.max_new_tokens", "ranking", "evaluation"),
          metrics="reports/explain_evaluation.json",
-         code=(*ATTRIBUTION_CODE, "explainrec_core/evaluation/text_metrics.py",
-               "explainrec_core/evaluation/generation.py"),
          doc="Both variants: AUC, NDCG@K on the LLM's candidate lists, BLEU-4, ROUGE-L and faithfulness."),
     Step("evaluation_report", "evaluate", eval_steps.run_evaluation_report,
-         deps=("rec_scores", "baseline_results", "baseline_scores", "llm_ranking", "explain_scores",
+         deps=("rec_scores", "baseline_results", "baseline_scores", "baseline_ranking", "llm_ranking", "explain_scores",
                "explanations", "explain_ranking"),
          outs={"evaluation_report": paths.EVALUATION_MD, "evaluation_html": paths.EVALUATION_HTML},
-         params=("baselines", "ranking"), metrics=paths.METRICS, code=("explainrec_core/evaluation/report.py",),
+         params=("baselines", "ranking"), metrics=paths.METRICS,
          plots=(f"{paths.FIGURES}/roc_test.png", f"{paths.FIGURES}/auc_by_method.png"),
          reads_metrics=("base_model", "alpaca_adapter", "rec_adapter", "rec_evaluation", "ranking_candidates",
                         "llm_ranking", "item_attributes", "explain_prompts", "explain_adapter",
@@ -190,17 +190,72 @@ STEPS = (
          doc="Tables shaped like the paper's, plots, and reports/metrics.json."),
 )
 
-GATE = Gate("validate", checks=tuple(CHECKS), params=("quality", "samples.like_threshold",
-                                                      "samples.history_len", "samples.min_history"),
-            report="reports/data_quality.json",
-            code=("explainrec_core/quality/suites.py", "explainrec_core/quality/gate.py"))
+GATE = Gate("validate", checks=("interactions", "items", "users", "samples", "cold_start_sets", "alpaca_data"),
+            params=("quality", "samples.like_threshold", "samples.history_len", "samples.min_history"),
+            report="reports/data_quality.json")
+"""The data gate: the tables every step starts from. Every training step depends on it."""
+
+TRAINING_TABLE_GATES = (
+    Gate("validate_rec_prompts", checks=("rec_prompts",), params=(), report="reports/quality/rec_prompts.json",
+         reads=("samples",)),
+    Gate("validate_explain_prompts", checks=("explain_prompts",), params=(),
+         report="reports/quality/explain_prompts.json", reads=("samples",)),
+    Gate("validate_item_attributes", checks=("item_attributes",), params=("quality.min_attribute_coverage",),
+         report="reports/quality/item_attributes.json", reads=("items",)),
+    Gate("validate_cross_domain_sets", checks=("cross_domain_sets",),
+         params=("samples.like_threshold", "samples.history_len", "cross_domain.eval_splits"),
+         report="reports/quality/cross_domain_sets.json"),
+)
+"""One gate per table the models train or are evaluated on, each built after the data gate: a training step
+depends on the gates of the tables it reads (directly or through earlier steps), so a table that changes
+re-runs only its own gate and the steps downstream of it."""
+
+GATES = (GATE, *TRAINING_TABLE_GATES)
+
+
+def producer(artefact: str) -> Step | None:
+    """The step that makes an artefact (None for a source)."""
+    return next((s for s in STEPS if artefact in s.outs), None)
+
+
+def ancestors(step: Step) -> set[str]:
+    """Every artefact the step reads, directly or through the steps that make its inputs."""
+    found: set[str] = set()
+    todo = list(step.deps)
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            made_by = producer(name)
+            todo.extend(made_by.deps if made_by else ())
+    return found
+
+
+def gates_of(step: Step) -> tuple[Gate, ...]:
+    """The gates a training step waits for: those that check any artefact upstream of it (none for other steps)."""
+    if not step.gated:
+        return ()
+    upstream = ancestors(step)
+    return tuple(g for g in GATES if upstream & set(g.checks))
+
+
+def gate_checks(step: Step) -> tuple[str, ...]:
+    """The checked assets a training step depends on in Dagster: every check of each of its gates."""
+    return tuple(name for g in gates_of(step) for name in g.checks)
+
+
+def find_gate(name: str) -> Gate:
+    for g in GATES:
+        if g.name == name:
+            return g
+    raise KeyError(f"unknown gate {name!r}; gates: {[g.name for g in GATES]}")
 
 
 def step(name: str) -> Step:
     for s in STEPS:
         if s.name == name:
             return s
-    raise KeyError(f"unknown step {name!r}; steps: {[s.name for s in STEPS] + [GATE.name]}")
+    raise KeyError(f"unknown step {name!r}; steps: {[s.name for s in STEPS] + [g.name for g in GATES]}")
 
 
 def outputs(cfg: Config, root: Path | str = ".") -> dict[str, Path]:
@@ -214,8 +269,8 @@ def outputs(cfg: Config, root: Path | str = ".") -> dict[str, Path]:
 def run_step(name: str, cfg: Config, root: Path | str = ".") -> dict:
     """Run one step and write its metrics file; what `explainrec run STEP` and the Dagster assets call."""
     root = Path(root)
-    if name == GATE.name:
-        results = run_gate(cfg, root)
+    if name in {g.name for g in GATES}:
+        results = run_gate(cfg, root, find_gate(name))
         return {r.name: r.success for r in results}
     s = step(name)
     stats = s.fn(cfg, root)
@@ -231,13 +286,13 @@ def run_check(name: str, cfg: Config, root: Path | str = ".") -> SuiteResult:
     return CHECKS[name](cfg, files)
 
 
-def run_gate(cfg: Config, root: Path | str = ".") -> list[SuiteResult]:
-    """Run every check and write the report (also on failure, so people can read it); raise on failure."""
+def run_gate(cfg: Config, root: Path | str = ".", gate: Gate = GATE) -> list[SuiteResult]:
+    """Run a gate's checks and write its report (also on failure, so people can read it); raise on failure."""
     root = Path(root)
-    results = [run_check(name, cfg, root) for name in GATE.checks]
+    results = [run_check(name, cfg, root) for name in gate.checks]
     write_json({"success": all(r.success for r in results), "suites": [r.to_dict() for r in results]},
-               root / GATE.report)
+               root / gate.report)
     failed = [r for r in results if not r.success]
     if failed:
-        raise QualityGateError("data quality gate failed:\n" + "\n".join(r.summary() for r in failed))
+        raise QualityGateError(f"quality gate {gate.name} failed:\n" + "\n".join(r.summary() for r in failed))
     return results

@@ -1,4 +1,5 @@
-"""Plots people look at: training curves (loss per optimizer step, validation metric)."""
+"""Plots people look at: training curves (loss per optimizer step, validation metric), ROC curves and AUC with
+confidence intervals for the evaluation report."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
 
 from explainrec_core.io import atomic_path  # noqa: E402
 
@@ -27,7 +30,44 @@ def plot_training(losses: list, evals: list, title: str, target: Path, metric_na
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    return _save(fig, target)
+
+
+def _save(fig, target: Path) -> Path:
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return Path(target)
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], target: Path, highlight: str | None = None) -> Path:
+    """ROC curves of (labels, scores) per method, all on the same samples."""
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    for name, (labels, scores) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, label=name, linewidth=2 if name == highlight else 1)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    n = len(next(iter(curves.values()))[0]) if curves else 0
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC, test subset (n={n})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, target)
+
+
+def plot_auc_intervals(values: dict[str, dict[str, tuple[float, float, float] | None]], target: Path) -> Path:
+    """AUC per method and set with its 95% bootstrap interval as error bars: values[set][method] = (auc, lo, hi)."""
+    sets = list(values)
+    methods = list(dict.fromkeys(m for per_set in values.values() for m in per_set))
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    width = 0.8 / max(len(sets), 1)
+    for i, name in enumerate(sets):
+        triples = [values[name].get(m) or (np.nan, np.nan, np.nan) for m in methods]
+        mid = np.array([t[0] for t in triples], dtype=float)
+        err = np.abs(np.array([[t[0] - t[1], t[2] - t[0]] for t in triples], dtype=float).T)
+        ax.bar(np.arange(len(methods)) + i * width, mid, width, yerr=err, label=name, capsize=2)
+    ax.axhline(0.5, color="grey", linestyle=":")
+    ax.set_xticks(np.arange(len(methods)) + width * (len(sets) - 1) / 2, methods, rotation=20, fontsize=8)
+    ax.set(ylabel="AUC", ylim=(0.3, 1.0), title="AUC per method (95% paired-bootstrap intervals)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, target)

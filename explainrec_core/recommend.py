@@ -1,8 +1,12 @@
 """Recommendations and explanations for people, from the champion (attributed) adapter the pipeline trained.
 
-`explain(user, item)`: the user's latest `history_len` ratings form the history (as in training), the model's
-P(Yes) decides the answer, and the explanation is generated after that answer, so the two always agree. Each
-attribute the explanation cites is checked: true of the item and present in the user's history, or not.
+`explain(user, item)`: the history is the user's latest `history_len` ratings strictly before the target's time:
+if the user rated the item, before that rating's timestamp (ratings in the same second are left out too, as the
+order within a second is unknown; the queried rating itself never shows), otherwise before now, i.e. all of
+them. The model's P(Yes) decides the answer and the explanation is generated after that answer, stopped at the
+end of its first sentence. Each attribute the explanation cites is checked: is it true of the item, and does the
+shown history lean the answer's way on it? The user's leanings shown next to it are their training-period
+preferences (the `preference_attributions` asset), not something recomputed from the ratings on screen.
 
 `recommend(user, k)`: two stages, as LLM rankers are used in practice: the `candidates` most popular items the
 user has not rated are retrieved, the LLM scores them all with one shared prompt prefix (KV cache), and the
@@ -18,8 +22,9 @@ import polars as pl
 
 from explainrec_core import paths
 from explainrec_core.attribution.builder import ContextBuilder
-from explainrec_core.attribution.explanations import SampleContext, parse_citations
+from explainrec_core.attribution.explanations import SampleContext, explanation_stance, parse_citations
 from explainrec_core.attribution.prompting import build_prompt, prompt_parts
+from explainrec_core.attribution.response_text import clean_response
 from explainrec_core.config import Config
 from explainrec_core.errors import DataError, ExplainRecError
 from explainrec_core.evaluation.generation import generate
@@ -27,9 +32,19 @@ from explainrec_core.evaluation.prefix_scoring import score_shared_prefix
 from explainrec_core.evaluation.scoring import score_yes
 from explainrec_core.models import adapters
 
+TABLES = ("interactions", "items", "item_attributes", "preference_attributions")
+
 
 class NoModelError(ExplainRecError):
     """There is no trained champion adapter yet."""
+
+
+@dataclass(frozen=True)
+class CitedAttribute:
+    kind: str
+    label: str
+    true_of_item: bool
+    history_supports_answer: bool  # the shown history leans the answer's way on it
 
 
 @dataclass
@@ -39,54 +54,84 @@ class Explanation:
     title: str
     p_yes: float
     answer: str
-    explanation: str
-    citations: list[tuple[str, str, bool]] = field(default_factory=list)  # (kind, label, faithful)
+    explanation: str  # "Yes. <one sentence>", template markers stripped
+    stance: int = 0  # +1 argues for liking, -1 against, 0 neither (explanations.explanation_stance)
+    citations: list[CitedAttribute] = field(default_factory=list)
+    history_item_ids: list[int] = field(default_factory=list)  # what the prompt showed, oldest first
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "citations": [list(c) for c in self.citations]}
+        return {**self.__dict__, "citations": [c.__dict__ for c in self.citations]}
+
+
+def history_before(rated: pl.DataFrame, item: int, history_len: int) -> pl.DataFrame:
+    """The latest `history_len` of a user's ratings (sorted by time) strictly before the target's time: the
+    time they rated `item` (the earliest such rating), or after all of them when they have not rated it."""
+    own = rated.filter(pl.col("item_id") == item)
+    if not own.is_empty():
+        rated = rated.filter(pl.col("timestamp") < own["timestamp"].min())
+    return rated.tail(history_len)
+
+
+def leanings(table: pl.DataFrame, user: int, n: int) -> dict[str, list[tuple[str, float]]]:
+    """A user's strongest training-period reasons (`preference_attributions` rows): the n attributes with the
+    highest and the n with the lowest log-odds. People have no printable label and are left out."""
+    rows = table.filter((pl.col("user_id") == user) & (pl.col("label") != "")).select("label", "log_odds")
+    likes = rows.filter(pl.col("log_odds") > 0).sort("log_odds", "label", descending=[True, False]).head(n)
+    dislikes = rows.filter(pl.col("log_odds") < 0).sort("log_odds", "label").head(n)
+    return {"likes": [(lab, float(lo)) for lab, lo in likes.iter_rows()],
+            "dislikes": [(lab, float(lo)) for lab, lo in dislikes.iter_rows()]}
+
+
+class ServingData:
+    """The pipeline's tables a person's question is answered from; no model."""
+
+    def __init__(self, cfg: Config, root: Path | str = "."):
+        self.cfg, self.root = cfg, Path(root)
+        files = {name: paths.resolve(paths.processed(name), cfg, self.root) for name in TABLES}
+        for path in files.values():
+            if not path.is_file():
+                raise NoModelError(f"{path} is missing: run the pipeline (`make demo`) before asking for "
+                                   "recommendations")
+        self.files = {name: str(path) for name, path in files.items()}
+        self.interactions = pl.read_parquet(files["interactions"])
+        self.items = pl.read_parquet(files["items"])
+        self.preferences = pl.read_parquet(files["preference_attributions"])
+        self.builder = ContextBuilder(self.items, pl.read_parquet(files["item_attributes"]),
+                                      cfg.samples.like_threshold, cfg.attribution.prior_strength)
+
+    def rated(self, user: int) -> pl.DataFrame:
+        rated = self.interactions.filter(pl.col("user_id") == user).sort("timestamp", "item_id")
+        if rated.is_empty():
+            raise DataError(self.files["interactions"], "unknown user", column="user_id", values=[user])
+        return rated
+
+    def context(self, user: int, item: int) -> SampleContext:
+        if item not in self.builder.titles:
+            raise DataError(self.files["items"], "unknown item", column="item_id", values=[item])
+        shown = history_before(self.rated(user), item, self.cfg.samples.history_len)
+        return self.builder.build(shown["item_id"].to_list(), shown["rating"].to_list(), item)
+
+    def profile(self, user: int, n: int = 3) -> dict[str, list[tuple[str, float]]]:
+        self.rated(user)  # unknown users fail here, with the interactions file named
+        return leanings(self.preferences, user, n)
 
 
 class Recommender:
     def __init__(self, cfg: Config, root: Path | str = "."):
         self.cfg, self.root = cfg, Path(root)
-        adapter = self.root / paths.EXPLAIN_ADAPTER
+        adapter = self.root / paths.CHAMPION_ADAPTER
         if not (adapter / adapters.WEIGHTS).is_file():
             raise NoModelError(f"no champion adapter at {adapter} yet: train it with `explainrec run explain_adapter` "
                                "(after the steps before it) or `make demo`")
-        tables = {name: paths.resolve(paths.processed(name), cfg, self.root)
-                  for name in ("interactions", "items", "item_attributes")}
-        for path in tables.values():
-            if not path.is_file():
-                raise NoModelError(f"{path} is missing: run the pipeline (`make demo`) before asking for "
-                                   "recommendations")
-        self.interactions = pl.read_parquet(tables["interactions"])
-        self.items = pl.read_parquet(tables["items"])
-        self.interactions_file = str(tables["interactions"])
-        self.builder = ContextBuilder(self.items, pl.read_parquet(tables["item_attributes"]),
-                                      cfg.samples.like_threshold, cfg.attribution.prior_strength)
+        self.data = ServingData(cfg, self.root)
         from explainrec_core.steps.llm_steps import load_base  # torch and the model only when needed
 
         info, base, self.tokenizer = load_base(self.root)
         self.answer_ids = info["answer_token_ids"]
         self.model = adapters.load_adapter(base, adapter)
 
-    def _rated(self, user: int) -> pl.DataFrame:
-        rated = self.interactions.filter(pl.col("user_id") == user).sort("timestamp", "item_id")
-        if rated.is_empty():
-            raise DataError(self.interactions_file, "unknown user", column="user_id", values=[user])
-        return rated
-
-    def context(self, user: int, item: int) -> SampleContext:
-        if item not in self.builder.titles:
-            raise DataError(str(paths.resolve(paths.processed("items"), self.cfg, self.root)), "unknown item",
-                            column="item_id", values=[item])
-        # The latest ratings, as training samples use the ratings before their target; the item itself is left out
-        # so an already-rated item is explained from the rest of the history.
-        rated = self._rated(user).filter(pl.col("item_id") != item).tail(self.cfg.samples.history_len)
-        return self.builder.build(rated["item_id"].to_list(), rated["rating"].to_list(), item)
-
     def _explained(self, user: int, contexts: list[SampleContext], p_yes: list[float]) -> list[Explanation]:
-        a = self.cfg.attribution
+        a, vocab = self.cfg.attribution, self.data.builder.vocabulary
         prompts = [build_prompt(c, True, a.reasons_per_item) for c in contexts]
         answers = ["Yes" if p >= 0.5 else "No" for p in p_yes]
         # Generating after the answer the score gives keeps answer, P(Yes) and explanation consistent.
@@ -94,14 +139,16 @@ class Recommender:
                         a.max_new_tokens, self.cfg.evaluation.batch_size)
         out = []
         for ctx, p, ans, text in zip(contexts, p_yes, answers, rest, strict=True):
-            explanation = (ans + text).strip()
-            citations = [(c.kind, c.label, ctx.is_faithful(c))
-                         for c in parse_citations(explanation, self.builder.vocabulary)]
-            out.append(Explanation(user, ctx.target, ctx.target_title, float(p), ans, explanation, citations))
+            explanation = clean_response(text, answer=ans)
+            citations = [CitedAttribute(c.kind, c.label, ctx.is_true(c), ctx.supports(c, ans))
+                         for c in parse_citations(explanation, vocab)]
+            out.append(Explanation(user, ctx.target, ctx.target_title, float(p), ans, explanation,
+                                   explanation_stance(explanation, ctx, vocab), citations,
+                                   [item for item, _, _ in ctx.history]))
         return out
 
     def explain(self, user: int, item: int) -> Explanation:
-        ctx = self.context(user, item)
+        ctx = self.data.context(user, item)
         prompt = build_prompt(ctx, True, self.cfg.attribution.reasons_per_item)
         p_yes = float(score_yes(self.model, self.tokenizer, [prompt], self.answer_ids)[0])
         return self._explained(user, [ctx], [p_yes])[0]
@@ -109,12 +156,11 @@ class Recommender:
     def recommend(self, user: int, k: int = 10, candidates: int = 100) -> list[Explanation]:
         if k < 1 or candidates < k:
             raise ValueError(f"need 1 <= k ({k}) <= candidates ({candidates})")
-        rated = self._rated(user)
-        popular = (self.interactions.group_by("item_id").len().sort("len", "item_id", descending=[True, False])
+        rated = self.data.rated(user)
+        popular = (self.data.interactions.group_by("item_id").len().sort("len", "item_id", descending=[True, False])
                    .filter(~pl.col("item_id").is_in(rated["item_id"].implode())).head(candidates))
-        recent = rated.tail(self.cfg.samples.history_len)
-        contexts = [self.builder.build(recent["item_id"].to_list(), recent["rating"].to_list(), item)
-                    for item in popular["item_id"]]
+        # Unrated candidates: their target time is now, so the history is the latest ratings (history_before).
+        contexts = [self.data.context(user, item) for item in popular["item_id"]]
         a = self.cfg.attribution
         prefix = prompt_parts(contexts[0], True, a.reasons_per_item)[0]
         scores = score_shared_prefix(self.model, self.tokenizer, prefix,
@@ -124,9 +170,5 @@ class Recommender:
         return self._explained(user, [contexts[i] for i in top], [float(scores[i]) for i in top])
 
     def profile(self, user: int, n: int = 3) -> dict[str, list[tuple[str, float]]]:
-        """The user's strongest reasons over their latest history: attributes they like and dislike."""
-        rated = self._rated(user).tail(self.cfg.samples.history_len)
-        ctx = self.builder.build(rated["item_id"].to_list(), rated["rating"].to_list(), int(rated["item_id"][-1]))
-        labelled = [(p.label, p.log_odds) for p in ctx.prefs.values() if p.label]
-        return {"likes": sorted((x for x in labelled if x[1] > 0), key=lambda x: -x[1])[:n],
-                "dislikes": sorted((x for x in labelled if x[1] < 0), key=lambda x: x[1])[:n]}
+        """The user's training-period leanings (`preference_attributions`)."""
+        return self.data.profile(user, n)

@@ -64,11 +64,21 @@ def source_asset(source: pipeline.Source) -> dg.AssetsDefinition:
 
 def upstream(step: pipeline.Step) -> list[str]:
     """A step's inputs, the outputs of the steps whose metrics it reads, and, for a training step, every asset
-    the quality gate checks, so a failing blocking check in the same run stops it."""
+    its quality gates check, so a failing blocking check in the same run stops it."""
     names = list(step.deps)
     names += [out for name in step.reads_metrics for out in pipeline.step(name).outs]
-    names += list(pipeline.GATE.checks) if step.gated else []
+    names += list(pipeline.gate_checks(step))
     return list(dict.fromkeys(names))
+
+
+HEAVY_TAG = "explainrec/cpu"
+"""Op tag of the steps that use every core (training, LLM scoring, baselines); the executor runs one at a time."""
+
+
+def cpu_tags(step: pipeline.Step) -> dict:
+    """Training and evaluation steps each use all torch threads; two at once on a small machine oversubscribe the
+    cores (measured on 2 cores: load above 4, 27 instead of 190 training tokens/s) and double the memory."""
+    return {HEAVY_TAG: "heavy"} if step.gated or step.group in ("train", "evaluate") else {}
 
 
 def step_assets(step: pipeline.Step) -> dg.AssetsDefinition:
@@ -76,7 +86,7 @@ def step_assets(step: pipeline.Step) -> dg.AssetsDefinition:
                           metadata={"path_template": template})
              for name, template in step.outs.items()]
 
-    @dg.multi_asset(name=step.name, specs=specs)
+    @dg.multi_asset(name=step.name, specs=specs, op_tags=cpu_tags(step))
     def _step(context: dg.AssetExecutionContext, settings: ExplainRecSettings) -> Iterator[dg.MaterializeResult]:
         cfg = settings.config()
         context.log.info(f"running step {step.name} with {settings.params}")

@@ -27,4 +27,4 @@ def quality_check(table: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-CHECKS = [quality_check(name) for name in pipeline.GATE.checks]
+CHECKS = [quality_check(name) for gate in pipeline.GATES for name in gate.checks]

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from explainrec_dagster.assets import ASSETS
+from explainrec_dagster.assets import ASSETS, HEAVY_TAG
 from explainrec_dagster.checks import CHECKS
 from explainrec_dagster.resources import ExplainRecSettings
 from explainrec_dagster.storage import ArtifactStoreResource, published_artifacts
@@ -10,9 +10,17 @@ from explainrec_dagster.storage import ArtifactStoreResource, published_artifact
 full_pipeline = dg.define_asset_job("full_pipeline", selection=dg.AssetSelection.all(),
                                     description="Every asset, raw data to the latest artefact, quality-gated.")
 
+# At most two steps at a time, and never two heavy ones: each heavy step already uses every core.
+EXECUTOR_CONFIG = {
+    "max_concurrent": 2,
+    "tag_concurrency_limits": [{"key": HEAVY_TAG, "value": "heavy", "limit": 1}],
+}
+executor = dg.multiprocess_executor.configured(EXECUTOR_CONFIG)
+
 defs = dg.Definitions(
     assets=[*ASSETS, published_artifacts],
     asset_checks=CHECKS,
     jobs=[full_pipeline],
+    executor=executor,
     resources={"settings": ExplainRecSettings(), "artifact_store": ArtifactStoreResource()},
 )

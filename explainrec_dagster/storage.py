@@ -7,6 +7,7 @@ run from the launchpad. No `from __future__ import annotations`: Dagster reads t
 
 import dagster as dg
 
+from explainrec_core import pipeline
 from explainrec_core.storage import DEFAULT_PUBLISH, ArtifactStore, open_store, publish_artifacts
 from explainrec_dagster.resources import ExplainRecSettings
 
@@ -24,7 +25,7 @@ class ArtifactStoreResource(dg.ConfigurableResource):
                       "(local folder or S3, per storage.backend). A folder becomes visible only when complete.")
 def published_artifacts(settings: ExplainRecSettings, artifact_store: ArtifactStoreResource) -> dg.MaterializeResult:
     store = artifact_store.store(settings)
-    published = publish_artifacts(settings.config(), settings.root_path, DEFAULT_PUBLISH, store)
+    published = publish_artifacts(pipeline.outputs(settings.config(), settings.root_path), store, DEFAULT_PUBLISH)
     return dg.MaterializeResult(metadata={
         "store": store.uri(),
         **{name: dg.MetadataValue.json({k: v for k, v in vars(entry).items() if v not in ("", None)})

@@ -13,15 +13,20 @@ HEADER = """\
 # runs the same step function as the Dagster asset of that name; tests/test_pipeline_graph.py fails when they
 # disagree. Paths interpolate params.yaml. Run with the venv active (or `make repro`) so `explainrec` is on PATH.
 # The raw data is an input tracked by `dvc add` (data/raw/ml-100k.dvc), not a stage.
-# Training stages depend on the quality gate's report, so a failing suite stops `dvc repro` before them.
+# Training stages depend on the reports of the quality gates on their inputs, so a failing suite stops `dvc repro`
+# before them. Stage code dependencies are the step's module and everything it imports (explainrec_core/code_graph.py).
 
 stages:"""
 
 
 def stage_deps(step: pipeline.Step, produced: dict[str, str]) -> list[str]:
     metrics = [pipeline.step(name).metrics for name in step.reads_metrics]
-    gate = [pipeline.GATE.report] if step.gated else []
-    return [produced[d] for d in step.deps] + metrics + list(step.code) + gate
+    gates = [g.report for g in pipeline.gates_of(step)]
+    return [produced[d] for d in step.deps] + metrics + list(step.code) + gates
+
+
+def gate_deps(gate: pipeline.Gate, produced: dict[str, str]) -> list[str]:
+    return [produced[c] for c in gate.checks] + [produced[r] for r in gate.reads] + list(gate.code)
 
 
 def main() -> None:
@@ -40,13 +45,15 @@ def main() -> None:
             for p in s.plots:
                 lines += [f"      - {p}:", "          cache: false"]
         lines.append("")
-    g = pipeline.GATE
-    lines += ["  # The quality gate: fails `dvc repro` when a suite fails; training stages depend on its report.",
-              f"  {g.name}:", f"    cmd: explainrec run {g.name}", "    deps:",
-              *(f"      - {produced[c]}" for c in g.checks), *(f"      - {c}" for c in g.code),
-              "    params:", *(f"      - {p}" for p in g.params),
-              "    outs:", f"      - {g.report}:", "          cache: false"]
-    print("\n".join(lines))
+    lines.append("  # The quality gates: each fails `dvc repro` when a suite fails; training stages depend on their"
+                 " reports.")
+    for g in pipeline.GATES:
+        lines += [f"  {g.name}:", f"    cmd: explainrec run {g.name}", "    deps:",
+                  *(f"      - {d}" for d in gate_deps(g, produced))]
+        if g.params:
+            lines += ["    params:", *(f"      - {p}" for p in g.params)]
+        lines += ["    outs:", f"      - {g.report}:", "          cache: false", ""]
+    print("\n".join(lines).rstrip())
 
 
 if __name__ == "__main__":

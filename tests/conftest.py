@@ -41,12 +41,11 @@ def fast_llm_params(base_dir: Path) -> dict:
         "alpaca": {"max_samples": 8},
         "alpaca_training": {"epochs": 1, "batch_size": 4, "cutoff": 384, "checkpoint_every": 1, "warmup_steps": 0},
         "rec_prompts": {"train_samples": 8, "valid_samples": 8, "test_samples": 16, "cold_start_samples": 8},
-        "rec_training": {"epochs": 1, "batch_size": 4, "grad_accum": 1, "eval_every": 1, "patience": 0,
+        "llm_training": {"epochs": 1, "batch_size": 4, "grad_accum": 1, "eval_every": 1, "patience": 0,
                          "warmup_steps": 0, "checkpoint_every": 1},
-        "baselines": {"methods": ["popularity", "bpr"], "seeds": [0, 1], "hyperparameters": {"bpr": {"epochs": 2}}},
+        "baselines": {"methods": ["popularity", "bpr"], "seeds": [0, 1], "hyperparameters": {"bpr": {"epochs": 2}},
+                      "ranking_hyperparameters": {"bpr": {"epochs": 2}}},
         "ranking": {"max_positives": 20, "llm_positives": 2},
-        "explain_training": {"epochs": 1, "batch_size": 4, "grad_accum": 1, "eval_every": 1, "patience": 0,
-                             "warmup_steps": 0, "checkpoint_every": 1},
         "attribution": {"explain_samples": 4, "max_new_tokens": 8},
     }
 

@@ -118,15 +118,88 @@ def test_parser_reads_every_phrase_back():
     assert parse_citations("No. I cannot tell.") == []
 
 
-def test_faithfulness_needs_target_and_history():
+def test_a_supporting_citation_is_true_of_the_target_and_leans_the_answers_way():
     ctx = _ctx(HISTORY, 9, ATTRS)
-    assert ctx.is_faithful(Citation("genre", "Crime"))  # target is Crime, Fargo (history) too
-    assert not ctx.is_faithful(Citation("era", "1970s"))  # in the history, not true of the target
-    assert not ctx.is_faithful(Citation("genre", "Western"))  # neither
-    assert ctx.is_faithful(Citation("director", '"Fargo (1996)"'))
-    assert not ctx.is_faithful(Citation("director", '"Scream (1996)"'))  # Scream shares no director
+    # Crime: liked Fargo and Godfather have it, disliked Scream not -> a reason for "Yes", against "No"
+    assert ctx.supports(Citation("genre", "Crime"), "Yes") and not ctx.supports(Citation("genre", "Crime"), "No")
+    # Horror: only the disliked Scream -> a reason for "No"; a "Yes." citing it argues against its own answer
+    assert ctx.supports(Citation("genre", "Horror"), "No") and not ctx.supports(Citation("genre", "Horror"), "Yes")
+    assert not ctx.supports(Citation("era", "1970s"), "Yes")  # in the history, not true of the target
+    assert not ctx.supports(Citation("genre", "Western"), "Yes")  # neither
+    assert ctx.supports(Citation("director", '"Fargo (1996)"'), "Yes")  # shared with a liked film
+    assert not ctx.supports(Citation("director", '"Fargo (1996)"'), "No")
+    assert not ctx.is_true(Citation("director", '"Scream (1996)"'))  # Scream shares no director
+    assert not ctx.supports(Citation("genre", "Crime"), None)  # no answer, nothing to support
     alone = _ctx(HISTORY[2:], 9, ATTRS)  # only Scream in the history: Crime is true of the target, not in history
-    assert not alone.is_faithful(Citation("genre", "Crime"))
+    assert alone.is_true(Citation("genre", "Crime")) and alone.leaning(Citation("genre", "Crime")) is None
+    assert not alone.supports(Citation("genre", "Crime"), "Yes")
+
+
+def test_faithfulness_counts_direction_and_what_citations_rest_on():
+    from explainrec_core.attribution.faithfulness import faithfulness
+
+    ctx = _ctx(HISTORY, 9, ATTRS)
+    alone = _ctx(HISTORY[2:], 9, ATTRS)
+    vocab = {"genre": {"Crime", "Horror", "Western"}, "era": {"1990s", "1970s"}}
+    texts = ["Yes. It is a Crime movie.",  # a history reason
+             "Yes. It is a Horror movie.",  # true of the target, the history leans against "Yes"
+             "No. It is a Crime movie.",  # the same, for "No"
+             "Yes. It is a Western.",  # untrue
+             "Yes. It is a Crime movie."]  # true, but no history item is Crime: only repeats a target fact
+    result = faithfulness([ctx, ctx, ctx, ctx, alone], texts, vocab)
+    assert result["citations"] == 5 and result["faithful_citations"] == 1 and result["faithfulness"] == 0.2
+    assert (result["citations_history_reasons"], result["citations_contrary_to_history"],
+            result["citations_target_facts_only"], result["citations_untrue"]) == (1, 2, 1, 1)
+    assert result["explanations_citing"] == 5
+
+
+def test_free_text_names_map_to_the_attribute_vocabulary():
+    vocab = {"genre": {"Thriller", "Drama", "Sci-Fi", "War", "Children's"}, "era": {"1990s"},
+             "mpaa": {"rated R", "rated PG-13"}, "runtime": {"over two hours"}, "imdb": {"acclaimed on IMDb"}}
+    cases = {"Yes. The user enjoys a classic thriller.": [Citation("genre", "Thriller")],
+             "No. Thriller movies are not for them.": [Citation("genre", "Thriller")],
+             "Yes. genres: Drama": [Citation("genre", "Drama")],
+             "Yes. It is rated R and runs more than two hours.": [Citation("mpaa", "rated R"),
+                                                                 Citation("runtime", "over two hours")],
+             "Yes. An acclaimed science fiction film from the 90s.": [
+                 Citation("imdb", "acclaimed on IMDb"), Citation("genre", "Sci-Fi"), Citation("era", "1990s")],
+             "Yes. A PG-13 film for children.": [Citation("mpaa", "rated PG-13"), Citation("genre", "Children's")],
+             # titles are data: "Star Wars" cites no war, "Drama Queen" no drama
+             'Yes. The user liked "Star Wars (1977)" and "Drama Queen (1995)".': [],
+             "Yes. It is a great movie.": []}
+    for text, expected in cases.items():
+        assert parse_citations(text, vocab) == expected, text
+    # a name the catalogue does not have is no citation; without a vocabulary only reference phrases count
+    assert parse_citations("Yes. A classic western.", vocab) == []
+    assert parse_citations("Yes. A classic thriller.") == []
+
+
+def test_stance_reads_the_words_then_the_cited_reasons():
+    from explainrec_core.attribution.explanations import explanation_stance
+
+    ctx = _ctx(HISTORY, 9, ATTRS)
+    vocab = {"genre": {"Crime", "Horror"}}
+    assert explanation_stance('Yes. The user will not like "Fargo (1996)" fans\' films.', ctx, vocab) == -1
+    assert explanation_stance("No. The user won't enjoy it.", ctx, vocab) == -1
+    assert explanation_stance("No. The user dislikes horror.", ctx, vocab) == -1
+    assert explanation_stance("Yes. The user will like it.", ctx, vocab) == 1
+    assert explanation_stance('Yes. It is a Crime movie; the user liked "Fargo (1996)".', ctx, vocab) == 1
+    # no stance words: the cited reasons decide (Horror leans against this user's liking, Crime toward it)
+    assert explanation_stance("Yes. It is a Horror movie.", ctx, vocab) == -1
+    assert explanation_stance("No. It is a Crime movie.", ctx, vocab) == 1
+    assert explanation_stance(f"Yes. {NEUTRAL}", ctx, vocab) == 0
+    assert explanation_stance('Yes. The user liked "I Hate Mondays (1990)".', ctx, vocab) == 1  # titles are data
+
+
+def test_stance_contradictions_are_counted_and_no_stance_is_not_guessed():
+    from explainrec_core.attribution.faithfulness import stance_agreement
+
+    ctx = _ctx(HISTORY, 9, ATTRS)
+    texts = ["Yes. The user will not like it.", "No. The user will not like it.", "Yes. The user will like it.",
+             f"Yes. {NEUTRAL}", "The user will like it."]
+    result = stance_agreement([ctx] * 5, texts, {"genre": {"Crime", "Horror"}})
+    assert result == {"stance_contradicts_answer": 1 / 3, "stance_contradicting": 1, "stance_compared": 3,
+                      "stance_none": 1, "stance_no_answer": 1}
 
 
 def test_attributed_prompt_and_its_ablation_differ_only_in_reasons(real):

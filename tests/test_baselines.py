@@ -3,22 +3,31 @@ on a synthetic world with obvious structure, and a cheap check on the real ML-10
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from explainrec_core import paths
 from explainrec_core.baselines import BASELINES, Recommender, TrainingData
+from explainrec_core.baselines import bpr as bpr_module
+from explainrec_core.baselines.base import validate
 from explainrec_core.baselines.bpr import BPR, BPRConfig
 from explainrec_core.baselines.content import ContentBased, encode_texts
 from explainrec_core.baselines.lightgcn import LightGCN, LightGCNConfig
 from explainrec_core.baselines.popularity import Popularity
 from explainrec_core.baselines.sasrec import SASRec, SASRecConfig
-from explainrec_core.config import SamplesConfig, SplitConfig
+from explainrec_core.baselines.registry import PROTOCOLS, RANKING_CONFIGS, build_baseline
+from explainrec_core.config import SamplesConfig, SplitConfig, load_config
 from explainrec_core.data.samples import build_samples, training_period_counts
-from tests.conftest import read_table
+from explainrec_core.evaluation.ranking import build_candidates, collect_scores, expand_candidates, ranking_metrics
+from explainrec_core.evaluation.scoring import auc
+from explainrec_core.io import write_parquet
+from tests.conftest import read_table, write_params
 
 LEARNED = ("bpr", "lightgcn", "sasrec")
 INTERACTIONS_SCHEMA = {"user_id": pl.Int64, "item_id": pl.Int64, "rating": pl.Float64, "timestamp": pl.Int64}
@@ -204,3 +213,124 @@ def test_real_ml100k_valid_auc_beats_chance(processed_ml100k):
     for model, floor in ((Popularity(), 0.58), (BPR(BPRConfig(epochs=5)), 0.65)):
         stats = model.fit(data, seed=0, valid=valid)
         assert stats["valid_auc"] > floor, (model.name, stats["valid_auc"])
+
+
+# --- one setting per protocol ---
+
+def test_validation_on_candidate_lists_reports_ndcg(world):
+    samples, data = world
+    _, interactions, _ = group_world()
+    lists = build_candidates(samples, interactions, n_negatives=5, seed=0, split="valid")
+    model = BPR(BPRConfig(batch_size=64, epochs=4))
+    stats = model.fit(data, seed=0, valid=lists)
+    assert stats["valid_metric"] == "ndcg@10" and len(stats["valid_ndcg@10_curve"]) == 4
+    expanded = expand_candidates(lists)
+    by_hand = ranking_metrics(collect_scores(expanded, model.score(expanded), 6), ks=(10,))["ndcg@10"]
+    assert stats["valid_ndcg@10"] == pytest.approx(by_hand)
+    on_samples = BPR(BPRConfig(batch_size=64, epochs=4)).fit(data, seed=0, valid=samples.filter(
+        pl.col("split") == "valid"))
+    assert on_samples["valid_metric"] == "auc" and "valid_auc" in on_samples and "valid_ndcg@10" not in on_samples
+
+
+def test_each_protocol_has_its_own_tuned_setting():
+    assert set(RANKING_CONFIGS) == set(BASELINES) and PROTOCOLS == ("auc", "ranking")
+    assert build_baseline("bpr").config == BPRConfig()
+    ranking = build_baseline("bpr", "ranking")
+    assert ranking.config == bpr_module.RANKING_CONFIG != BPRConfig()
+    # the ranking protocol wants unrated items as negatives: the AUC setting draws them among disliked ratings
+    assert ranking.config.disliked_negatives < BPRConfig().disliked_negatives
+    assert build_baseline("bpr", "ranking", {"epochs": 3}).config == dataclasses.replace(
+        bpr_module.RANKING_CONFIG, epochs=3)
+    assert build_baseline("popularity", "ranking").config == build_baseline("popularity").config
+    with pytest.raises(KeyError, match="protocol"):
+        build_baseline("bpr", "precision")
+    with pytest.raises(TypeError):
+        build_baseline("bpr", "ranking", {"no_such_field": 1})
+
+
+def test_ranking_setting_beats_popularity_and_the_auc_setting_on_valid_lists(processed_ml100k):
+    """The ranking-tuned BPR on validation lists (liked valid targets vs 99 unrated items); the test split stays
+    unseen. The AUC-tuned setting (disliked-item negatives) ranks below popularity there."""
+    folder = processed_ml100k / "data" / "processed"
+    samples = read_table(folder, "samples").filter(pl.col("split") != "test")
+    interactions = read_table(folder, "interactions")
+    data = TrainingData.from_tables(samples, interactions, read_table(folder, "items"), 3.0)
+    lists = build_candidates(samples, interactions, seed=0, split="valid", max_positives=300)
+    models = {"popularity": Popularity(), "bpr_ranking": build_baseline("bpr", "ranking"),
+              "bpr_auc": build_baseline("bpr", "auc", {"epochs": 10})}
+    ndcg = {}
+    for name, model in models.items():
+        model.fit(data, seed=0)
+        ndcg[name] = validate(model, lists)
+    assert ndcg["bpr_ranking"] > ndcg["popularity"] + 0.05 > ndcg["bpr_auc"] + 0.05, ndcg
+
+
+def test_baselines_step_scores_each_protocol_with_its_own_fit(processed_copy):
+    from explainrec_core.steps.eval_steps import run_baselines, run_ranking_candidates
+
+    root = processed_copy
+    hyper = {"bpr": {"epochs": 2}}
+    ranking_hyper = {"bpr": {"epochs": 3}}
+    write_params(root, data={"raw_dir": "unused", "processed_dir": "data/processed"},
+                 baselines={"methods": ["popularity", "bpr"], "seeds": [0, 1, 2], "hyperparameters": hyper,
+                            "ranking_hyperparameters": ranking_hyper},
+                 ranking={"max_positives": 150, "llm_positives": 20})
+    cfg = load_config(root / "params.yaml")
+    run_ranking_candidates(cfg, root)
+    folder = root / "data" / "processed"
+    samples, cold = read_table(folder, "samples"), read_table(folder, "cold_start_sets")
+    llm_subset = pl.concat([samples.filter(pl.col("split") == "test").head(40).select(
+        pl.lit("test").alias("set"), "sample_id")] + [cold.filter(pl.col("set") == name).head(30).select(
+            "set", "sample_id") for name in ("new_user", "new_item")])
+    write_parquet(llm_subset, root / paths.REC_PROMPTS)  # only which samples the LLM scored is read
+    summary = run_baselines(cfg, root)
+
+    results = pl.read_parquet(root / paths.BASELINE_RESULTS)
+    assert sorted(results.select("method", "seed", "protocol").rows()) == sorted(
+        (m, s, p) for m in ("popularity", "bpr") for s in (0, 1, 2) for p in PROTOCOLS)
+    auc_rows, rank_rows = (results.filter(pl.col("protocol") == p) for p in PROTOCOLS)
+    assert auc_rows["test_auc"].null_count() == 0 and auc_rows["rank_ndcg@10"].null_count() == auc_rows.height
+    assert rank_rows["rank_ndcg@10"].null_count() == 0 and rank_rows["test_auc"].null_count() == rank_rows.height
+    assert (rank_rows["rank_n"] == 150).all() and (rank_rows["rank_llm_subset_n"] == 20).all()
+
+    # AUC sets are scored by the AUC-tuned fit, candidate lists by the ranking-tuned one (fitted here again)
+    data = TrainingData.from_tables(samples, read_table(folder, "interactions"), read_table(folder, "items"), 3.0)
+    test = samples.filter(pl.col("split") == "test")
+    candidates = pl.read_parquet(root / paths.RANKING_CANDIDATES)
+    expanded = expand_candidates(candidates)
+    auc_fit, rank_fit = build_baseline("bpr", "auc", hyper["bpr"]), build_baseline("bpr", "ranking",
+                                                                                   ranking_hyper["bpr"])
+    auc_fit.fit(data, seed=1)
+    rank_fit.fit(data, seed=1)
+    bpr_auc = auc_rows.filter((pl.col("method") == "bpr") & (pl.col("seed") == 1)).row(0, named=True)
+    bpr_rank = rank_rows.filter((pl.col("method") == "bpr") & (pl.col("seed") == 1)).row(0, named=True)
+    assert bpr_auc["test_auc"] == pytest.approx(auc(test["label"].to_numpy(), auc_fit.score(test)))
+    grid = collect_scores(expanded, rank_fit.score(expanded), 100)
+    assert bpr_rank["rank_ndcg@10"] == pytest.approx(ranking_metrics(grid)["ndcg@10"])
+    assert bpr_rank["rank_ndcg@10"] != pytest.approx(
+        ranking_metrics(collect_scores(expanded, auc_fit.score(expanded), 100))["ndcg@10"])
+    # popularity has one setting for both protocols: fitted once, so both rows carry the same fit
+    pop = results.filter(pl.col("method") == "popularity").sort("seed", "protocol")
+    assert pop["fit_seconds"].to_list()[::2] == pop["fit_seconds"].to_list()[1::2]
+
+    scores = pl.read_parquet(root / paths.BASELINE_SCORES)
+    assert (scores["protocol"] == "auc").all() and scores.height == 2 * 3 * llm_subset.height
+    ranks = pl.read_parquet(root / paths.BASELINE_RANKING)
+    assert (ranks["protocol"] == "ranking").all() and ranks.height == 2 * 3 * 150
+
+    # standard deviations over seeds are sample standard deviations (ddof = 1)
+    per_seed = auc_rows.filter(pl.col("method") == "bpr")["test_auc"].to_numpy()
+    assert summary["test_auc"]["bpr"]["std"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert summary["test_auc"]["bpr"]["mean"] == pytest.approx(per_seed.mean())
+    assert summary["ndcg@10"]["bpr"]["mean"] == pytest.approx(rank_rows.filter(
+        pl.col("method") == "bpr")["rank_ndcg@10"].mean())
+    assert summary["hyperparameters"]["ranking"]["bpr"]["epochs"] == 3
+    assert summary["hyperparameters"]["auc"]["bpr"]["epochs"] == 2
+
+
+def test_params_yaml_states_the_tuned_settings_of_both_protocols():
+    """params.yaml spells out each protocol's setting; they are the documented, validation-tuned ones in code."""
+    cfg = load_config(Path(__file__).resolve().parents[1] / "params.yaml").baselines
+    for name in BASELINES:
+        assert build_baseline(name, "auc", cfg.hyperparameters[name]).config == BASELINES[name]().config, name
+        assert build_baseline(name, "ranking", cfg.ranking_hyperparameters[name]).config == RANKING_CONFIGS[name], name

@@ -54,7 +54,7 @@ def test_run_steps_from_params(project):
             assert result.exit_code == 0, result.output
         assert (project / "reports/data/samples.json").is_file()
         result = runner.invoke(app, ["status"])
-        assert result.exit_code == 0 and "passed" in result.output and "n_samples=99057" in result.output
+        assert result.exit_code == 0 and "passed" in result.output and "n_samples=97865" in result.output
         result = runner.invoke(app, ["run", "train_everything"])
         assert result.exit_code == EXIT_INPUT and "unknown step 'train_everything'" in result.output
     finally:

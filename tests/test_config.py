@@ -45,3 +45,22 @@ def test_missing_file(tmp_path):
 def test_integers_are_accepted_for_floats(tmp_path):
     (tmp_path / "p.yaml").write_text("samples:\n  like_threshold: 4\n")
     assert load_config(tmp_path / "p.yaml").samples.like_threshold == 4.0
+
+
+def test_a_profile_extends_params_yaml_and_changes_only_what_it_lists(tmp_path):
+    from explainrec_core.config import load_config
+
+    paper, demo = load_config("params/paper.yaml"), load_config("params.yaml")
+    assert paper.rec_prompts.test_samples >= 2000 and paper.rec_prompts.train_samples >= 256
+    assert paper.llm_training.lr == demo.llm_training.lr and paper.lora == demo.lora  # inherited
+    assert paper.baselines == demo.baselines and paper.samples == demo.samples
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nsplit: {train: 0.7}\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    import pytest
+
+    from explainrec_core.errors import ConfigError
+    with pytest.raises(ConfigError, match="loops back"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("split: {train: 0.6, valid: 0.2}\nrec_prompts: {seed: 3}\n")
+    cfg = load_config(tmp_path / "a.yaml")
+    assert (cfg.split.train, cfg.split.valid, cfg.rec_prompts.seed) == (0.7, 0.2, 3)

@@ -49,8 +49,12 @@ def test_repro_twice_skips_everything_and_gate_fails_repro(dvc_repo):
     stages = [*yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]]
     for stage in stages:
         assert f"Running stage '{stage}'" in first.stdout, first.stdout
-    # the gate ran before anything trained
-    assert first.stdout.index("Running stage 'validate'") < first.stdout.index("Running stage 'alpaca_adapter'")
+    # the gates ran before anything trained on what they check
+    order = first.stdout.index
+    assert order("Running stage 'validate'") < order("Running stage 'alpaca_adapter'")
+    assert order("Running stage 'validate_rec_prompts'") < order("Running stage 'rec_adapter'")
+    for gate in ("validate_explain_prompts", "validate_item_attributes"):
+        assert order(f"Running stage '{gate}'") < order("Running stage 'explain_adapter'")
     lock = yaml.safe_load((dvc_repo / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(stages)
     assert (dvc_repo / "models/rec_adapter/adapter_model.safetensors").is_file()
@@ -65,7 +69,7 @@ def test_repro_twice_skips_everything_and_gate_fails_repro(dvc_repo):
     metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], dvc_repo).stdout)
     data = next(iter(metrics.values()))["data"]
     assert data["reports/data/ingest.json"]["data"]["n_interactions"] == 100_000
-    assert data["reports/data/samples.json"]["data"]["test"]["n_samples"] == 9_906
+    assert data["reports/data/samples.json"]["data"]["test"]["n_samples"] == 9_787
 
     # Tighten the label-balance bound below ML-100K's 55% positives: the gate re-runs and fails, so the
     # training stages that depend on it do not run.
@@ -78,3 +82,17 @@ def test_repro_twice_skips_everything_and_gate_fails_repro(dvc_repo):
     assert "Stage 'samples' didn't change, skipping" in output
     assert "expect_column_mean_to_be_between" in output and "column 'label'" in output
     assert "Running stage 'alpaca_adapter'" not in output
+
+    # A gate on a table the models train on: demand attributes for every item and drop the IMDb and Freebase
+    # sources (genres and era leave ML-100K's "unknown" item bare). The attribute gate fails `dvc repro`
+    # before the explanation models train on the poorer table.
+    params["quality"]["label_rate_max"] = 0.8
+    params["quality"]["min_attribute_coverage"] = 1.0
+    params["attribution"].update(imdb_attributes=False, kg_roles=[])
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    gated = _run(["dvc", "repro"], dvc_repo, check=False)
+    assert gated.returncode != 0
+    output = gated.stdout + gated.stderr
+    assert "expect_column_unique_value_count_to_be_between" in output and "column 'item_id'" in output
+    assert "Running stage 'explain_adapter'" not in output
+    assert json.loads((dvc_repo / "reports/quality/item_attributes.json").read_text())["success"] is False

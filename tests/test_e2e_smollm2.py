@@ -23,7 +23,7 @@ def test_tallrec_recipe_on_smollm2(tmp_path, ml100k_raw, smollm2_dir):
         alpaca={"max_samples": 4},
         alpaca_training={"epochs": 1, "batch_size": 2, "cutoff": 256, "warmup_steps": 0},
         rec_prompts={"train_samples": 8, "valid_samples": 8, "test_samples": 16, "cold_start_samples": 8},
-        rec_training={"epochs": 1, "batch_size": 4, "grad_accum": 1, "eval_every": 1, "warmup_steps": 0},
+        llm_training={"epochs": 1, "batch_size": 4, "grad_accum": 1, "eval_every": 1, "warmup_steps": 0},
     )
     cfg = load_config(tmp_path / "params.yaml")
     stats = {}

@@ -19,7 +19,7 @@ from explainrec_core.errors import DataError
 from explainrec_core.steps.data_steps import sink_parquet
 from tests.conftest import read_table
 
-# --- a plain eager reference: the implementation before the lazy refactor (git db5a4c3), kept verbatim ---
+# --- a plain eager reference: the implementation before the lazy refactor (git db5a4c3), with strict histories ---
 
 SAMPLE_KEY = ("timestamp", "user_id", "item_id")
 
@@ -27,17 +27,22 @@ SAMPLE_KEY = ("timestamp", "user_id", "item_id")
 def reference_samples(interactions: pl.DataFrame, cfg: SamplesConfig, split: SplitConfig) -> pl.DataFrame:
     n_hist = cfg.history_len
     by_user = interactions.sort("user_id", "timestamp", "item_id")
+    # Histories hold only ratings strictly before the target's second: look back far enough to skip the target's
+    # same-second batch-mates, then keep the last n_hist earlier ones.
+    lookback = n_hist + by_user.group_by("user_id", "timestamp").len()["len"].max()
+    earlier = {k: pl.col("timestamp").shift(k).over("user_id") < pl.col("timestamp") for k in range(1, lookback)}
 
     def previous(col: str, dtype: pl.DataType) -> pl.Expr:
-        shifted = [pl.col(col).shift(k).over("user_id") for k in range(n_hist, 0, -1)]
-        return pl.concat_list(shifted).list.drop_nulls().cast(pl.List(dtype))
+        shifted = [pl.when(earlier[k]).then(pl.col(col).shift(k).over("user_id")) for k in range(lookback - 1, 0, -1)]
+        return pl.concat_list(shifted).list.drop_nulls().list.tail(n_hist).cast(pl.List(dtype))
 
     samples = (
         by_user.with_columns(
-            pl.int_range(pl.len()).over("user_id").alias("position"),
+            (pl.col("timestamp").rank("min").over("user_id") - 1).alias("position"),
             previous("item_id", pl.Int64).alias("history_item_ids"),
             previous("rating", pl.Float64).alias("history_ratings"),
-            pl.col("timestamp").shift(1).over("user_id").alias("history_end_timestamp"),
+            pl.max_horizontal(pl.when(earlier[k]).then(pl.col("timestamp").shift(k).over("user_id"))
+                              for k in range(1, lookback)).alias("history_end_timestamp"),
         )
         .filter(pl.col("position") >= cfg.min_history)
         .sort(*SAMPLE_KEY)
@@ -75,10 +80,10 @@ def reference_cold_start(samples: pl.DataFrame, interactions: pl.DataFrame, cfg:
 
 
 SAMPLES_CFG, SPLIT_CFG, COLD_CFG = SamplesConfig(10, 1, 3.0), SplitConfig(0.8, 0.1), ColdStartConfig(5, 5)
-# sha256 of write_ndjson() of the pre-refactor implementation's output on real ML-100K with the settings above,
-# recorded before the refactor (polars 2.1.0): a second, independent witness besides the reference code.
-FROZEN_SAMPLES_SHA = "065a5fc339b72c395a3eb5ef5f1fc8efbdc72f27c3d1ef8246321bfbe3e2311f"
-FROZEN_COLD_SHA = "42ea163090f274cb3c01b51c58700be3d43eff97c78142049ba328ce98cdb832"
+# sha256 of write_ndjson() of the reference's output on real ML-100K with the settings above (polars 2.1.0),
+# recorded when histories became strictly before the target's second: a second witness besides the reference code.
+FROZEN_SAMPLES_SHA = "13d5ff89c0fa64e50d85274bd5168d34705b570c987bc3f872324d77ce073100"
+FROZEN_COLD_SHA = "f31e5c374dc1a553928f42156015c594a633e6d9bf80bd300e793e799e39c308"
 
 
 def _sha(df: pl.DataFrame) -> str:
@@ -93,7 +98,7 @@ def ml100k_interactions(processed_ml100k) -> Path:
 def test_lazy_samples_equal_the_eager_reference_on_real_ml100k(ml100k_interactions, tmp_path, monkeypatch):
     eager_in = pl.read_parquet(ml100k_interactions)
     expected = reference_samples(eager_in, SAMPLES_CFG, SPLIT_CFG)
-    assert expected.height == 99_057 and _sha(expected) == FROZEN_SAMPLES_SHA
+    assert expected.height == 97_865 and _sha(expected) == FROZEN_SAMPLES_SHA
 
     eager_out = build_samples(eager_in, SAMPLES_CFG, SPLIT_CFG)
     assert isinstance(eager_out, pl.DataFrame)
@@ -134,13 +139,13 @@ def test_lazy_cold_start_and_stats_equal_the_eager_reference(ml100k_interactions
     assert_frame_equal(build_cold_start_sets(samples, interactions, COLD_CFG), expected)
     # Statistics from a lazy frame are those of the eager one (values recorded before the refactor).
     assert sample_stats(samples.lazy()) == sample_stats(samples)
-    assert sample_stats(samples)["test"] == {"n_samples": 9906, "n_users": 166, "n_items": 1343,
-                                             "positive_rate": 0.5638, "first_timestamp": 891382877,
+    assert sample_stats(samples)["test"] == {"n_samples": 9787, "n_users": 166, "n_items": 1343,
+                                             "positive_rate": 0.5632, "first_timestamp": 891383204,
                                              "last_timestamp": 893286638}
-    assert sample_stats(samples)["mean_history_len"] == 9.572
+    assert sample_stats(samples)["mean_history_len"] == 9.599
     assert cold_start_stats(expected.lazy()) == {
-        "new_user": {"n_samples": 8524, "n_users": 98, "n_items": 1280, "positive_rate": 0.5596},
-        "new_item": {"n_samples": 310, "n_users": 77, "n_items": 170, "positive_rate": 0.4129},
+        "new_user": {"n_samples": 8405, "n_users": 98, "n_items": 1280, "positive_rate": 0.5588},
+        "new_item": {"n_samples": 305, "n_users": 76, "n_items": 170, "positive_rate": 0.4098},
     }
 
 

@@ -17,6 +17,7 @@ from explainrec_core import paths
 from explainrec_core.config import load_config
 from explainrec_core.data.alpaca import read_alpaca_json
 from explainrec_core.errors import DataError
+from explainrec_core.evaluation.ranking import llm_lists
 from explainrec_core.models.adapters import CARD_JSON, WEIGHTS
 from explainrec_core.pipeline import run_step
 from tests.conftest import fast_llm_params, write_params
@@ -70,12 +71,12 @@ def test_every_method_sees_the_same_samples_and_candidates(trained):
         assert part.select("set", "sample_id").sort("set", "sample_id").equals(llm), (method, seed)
     candidates = pl.read_parquet(root / paths.RANKING_CANDIDATES)
     ranked = pl.read_parquet(root / paths.LLM_RANKING)
-    assert ranked["sample_id"].to_list() == candidates["sample_id"].head(2).to_list()
+    assert ranked["sample_id"].to_list() == llm_lists(candidates, 2)["sample_id"].to_list()
     assert all(len(s) == 100 for s in ranked["scores"].to_list())
     results = pl.read_parquet(root / paths.BASELINE_RESULTS)
-    assert sorted(results.select("method", "seed").rows()) == [("bpr", 0), ("bpr", 1), ("popularity", 0),
-                                                                ("popularity", 1)]
-    assert (results["rank_n"] == 20).all()
+    assert sorted(results.select("method", "seed", "protocol").rows()) == [
+        (m, s, p) for m in ("bpr", "popularity") for s in (0, 1) for p in ("auc", "ranking")]
+    assert (results.filter(pl.col("protocol") == "ranking")["rank_n"] == 20).all()
 
 
 def test_report_and_metrics(trained):
@@ -86,7 +87,16 @@ def test_report_and_metrics(trained):
     bpr = metrics["methods"]["bpr"]
     assert bpr["test_auc"]["n_seeds"] == 2 and 0 <= bpr["test_auc"]["mean"] <= 1 and bpr["ndcg@10"] is not None
     assert metrics["methods"]["tallrec_lora"]["test_auc"] == stats["rec_evaluation"]["test"]["auc"]
+    # paired intervals on the real step outputs: every method on every set, NDCG@10 on the same 2 LLM lists
+    for method in metrics["methods"]:
+        for name in ("test", "new_user", "new_item"):
+            entry = metrics["methods"][method]["sets"].get(name)
+            assert entry is None if method == "explainrec_no_attribution" and name != "test" else \
+                {"auc", "auc_ci95", "best_baseline", "delta_auc_vs_best", "delta_auc_ci95"} <= set(entry)
+        assert metrics["methods"][method]["ranking_lists"]["llm_lists"]["n"] == 2
+    assert metrics["methods"]["tallrec_lora"]["sets"]["test"]["auc"] == stats["rec_evaluation"]["test"]["auc"]
     md = (root / paths.EVALUATION_MD).read_text()
+    assert "Paired comparisons" in md
     assert "Table I: main results" in md and "| bpr |" in md and "Table III: cold start" in md
     page = (root / paths.EVALUATION_HTML).read_text()
     assert page.count("data:image/png;base64,") == 3 and 'src="http' not in page  # self-contained
@@ -187,7 +197,7 @@ def test_long_prompts_lose_history_not_answers(trained, tmp_path):
     root, _ = trained
     shutil.copytree(root, tmp_path, dirs_exist_ok=True)
     params = fast_llm_params(load_config(root / "params.yaml").model.base)
-    params["rec_training"]["cutoff"] = 190
+    params["llm_training"]["cutoff"] = 190
     write_params(tmp_path, data={"raw_dir": load_config(root / "params.yaml").data.raw_dir}, **params)
     stats = run_step("rec_prompts", load_config(tmp_path / "params.yaml"), tmp_path)
     assert stats["truncated_prompts"] > 0 and stats["history_items_dropped"] >= stats["truncated_prompts"]

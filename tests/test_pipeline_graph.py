@@ -26,8 +26,8 @@ def _names(entries: list) -> list[str]:
     return [e if isinstance(e, str) else next(iter(e)) for e in entries]
 
 
-def test_dvc_yaml_has_exactly_the_pipeline_steps_and_gate():
-    assert list(DVC_YAML) == [s.name for s in pipeline.STEPS] + [pipeline.GATE.name]
+def test_dvc_yaml_has_exactly_the_pipeline_steps_and_gates():
+    assert list(DVC_YAML) == [s.name for s in pipeline.STEPS] + [g.name for g in pipeline.GATES]
 
 
 def test_dvc_stages_match_steps():
@@ -35,7 +35,7 @@ def test_dvc_stages_match_steps():
     for step in pipeline.STEPS:
         stage = DVC_YAML[step.name]
         assert stage["cmd"] == f"explainrec run {step.name}"
-        gate = [pipeline.GATE.report] if step.gated else []
+        gate = [g.report for g in pipeline.gates_of(step)]
         metrics_read = [pipeline.step(name).metrics for name in step.reads_metrics]
         assert _names(stage["deps"]) == [paths[d] for d in step.deps] + metrics_read + list(step.code) + gate, \
             step.name
@@ -46,18 +46,31 @@ def test_dvc_stages_match_steps():
 
 
 def test_training_steps_are_gated():
-    """Everything that trains sits downstream of the quality gate."""
+    """Everything that trains sits downstream of the data gate and of the gates on the tables it trains on."""
     gated = {s.name for s in pipeline.STEPS if s.gated}
-    assert {"alpaca_adapter", "rec_adapter"} <= gated
+    assert {"alpaca_adapter", "rec_adapter", "explain_adapter", "explain_adapter_ablation"} <= gated
+    gates = {s.name: {g.name for g in pipeline.gates_of(s)} for s in pipeline.STEPS}
+    assert all(pipeline.GATE.name in gates[name] for name in gated)
+    assert gates["alpaca_adapter"] == {"validate"}  # it reads no prompts: a bad prompt table must not block it
+    assert "validate_rec_prompts" in gates["rec_adapter"]
+    assert {"validate_explain_prompts", "validate_item_attributes"} <= gates["explain_adapter"]
+    assert {"validate_explain_prompts", "validate_item_attributes"} <= gates["explain_adapter_ablation"]
+    assert all(not gates[s.name] for s in pipeline.STEPS if not s.gated)
+    # every table the models train on has a gate, and every checked output is made by the pipeline
+    checked = {c for g in pipeline.GATES for c in g.checks}
+    assert {"rec_prompts", "explain_prompts", "item_attributes", "cross_domain_sets"} <= checked
+    assert checked <= set(_producer_paths())
 
 
-def test_dvc_gate_matches_pipeline_gate():
-    paths, gate = _producer_paths(), pipeline.GATE
-    stage = DVC_YAML[gate.name]
-    assert stage["cmd"] == f"explainrec run {gate.name}"
-    assert _names(stage["deps"]) == [paths[c] for c in gate.checks] + list(gate.code)
-    assert stage["params"] == list(gate.params)
-    assert _names(stage["outs"]) == [gate.report]
+def test_dvc_gates_match_pipeline_gates():
+    paths = _producer_paths()
+    for gate in pipeline.GATES:
+        stage = DVC_YAML[gate.name]
+        assert stage["cmd"] == f"explainrec run {gate.name}"
+        assert _names(stage["deps"]) == [paths[c] for c in gate.checks] + [paths[r] for r in gate.reads] + list(
+            gate.code), gate.name
+        assert stage.get("params", []) == list(gate.params), gate.name
+        assert _names(stage["outs"]) == [gate.report], gate.name
 
 
 def test_dvc_resolves_the_same_paths_as_the_pipeline():
@@ -88,11 +101,11 @@ def test_dagster_graph_matches_steps():
     for step in pipeline.STEPS:
         for out in step.outs:
             node = graph.get(dg.AssetKey(out))
-            gate = set(pipeline.GATE.checks) if step.gated else set()
+            gate = set(pipeline.gate_checks(step))
             read = {o for name in step.reads_metrics for o in pipeline.step(name).outs}
             assert {p.to_user_string() for p in node.parent_keys} == set(step.deps) | gate | read, out
             assert node.group_name == step.group
             assert defs.resolve_assets_def(out).node_def.name == step.name
     specs = [spec for check in CHECKS for spec in check.check_specs]
-    assert sorted(s.asset_key.to_user_string() for s in specs) == sorted(pipeline.GATE.checks)
+    assert sorted(s.asset_key.to_user_string() for s in specs) == sorted(c for g in pipeline.GATES for c in g.checks)
     assert all(s.blocking for s in specs)

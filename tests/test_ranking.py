@@ -8,13 +8,17 @@ import numpy as np
 import polars as pl
 import pytest
 
+from explainrec_core import paths
+from explainrec_core.config import load_config
 from explainrec_core.evaluation.ranking import (
     build_candidates,
     collect_scores,
     expand_candidates,
+    llm_lists,
     positive_ranks,
     ranking_metrics,
 )
+from tests.conftest import write_params
 
 # --- metrics -------------------------------------------------------------------------------------------------
 
@@ -100,7 +104,8 @@ def _samples(users=(1, 2)) -> pl.DataFrame:
 def test_candidates_are_unseen_distinct_and_positive_first():
     interactions, samples = _interactions(), _samples()
     cands = build_candidates(samples, interactions, seed=3)
-    assert cands.columns == ["sample_id", "user_id", "item_id", "candidates", "history_item_ids", "history_ratings"]
+    assert cands.columns == ["sample_id", "user_id", "item_id", "candidates", "history_item_ids", "history_ratings",
+                             "llm_order"]
     expected = samples.filter((pl.col("split") == "test") & (pl.col("label") == 1)).sort("sample_id")
     assert cands["sample_id"].to_list() == expected["sample_id"].to_list()
     assert cands["history_item_ids"].to_list() == expected["history_item_ids"].to_list()
@@ -131,8 +136,10 @@ def test_max_positives_keeps_a_seeded_subset_with_the_same_candidates():
     full = build_candidates(samples, interactions, seed=3)
     subset = build_candidates(samples, interactions, seed=3, max_positives=3)
     assert subset.height == 3 and subset["sample_id"].is_sorted()
-    assert subset.equals(full.filter(pl.col("sample_id").is_in(subset["sample_id"].implode())))
+    same_lists = full.filter(pl.col("sample_id").is_in(subset["sample_id"].implode()))
+    assert subset.drop("llm_order").equals(same_lists.drop("llm_order"))
     assert subset.equals(build_candidates(samples, interactions, seed=3, max_positives=3))
+    assert sorted(subset["llm_order"].to_list()) == [0, 1, 2]
 
 
 def test_negatives_are_drawn_uniformly():
@@ -197,4 +204,70 @@ def test_real_test_split_candidates(processed_ml100k):
     scores = collect_scores(expanded, np.random.default_rng(0).random(expanded.height), 100)
     assert abs(ranking_metrics(scores)["hit@10"] - 0.1) < 0.02
     subset = build_candidates(samples, interactions, seed=0, max_positives=200)
-    assert subset.equals(cands.filter(pl.col("sample_id").is_in(subset["sample_id"].implode())))
+    same_lists = cands.filter(pl.col("sample_id").is_in(subset["sample_id"].implode()))
+    assert subset.drop("llm_order").equals(same_lists.drop("llm_order"))
+
+
+# --- the lists the LLM rankers take --------------------------------------------------------------------------
+
+
+def _many_positives(n: int = 200) -> pl.DataFrame:
+    rows = [(s, 1, 10, 5.0, 1, s, [1], [5.0], "test") for s in range(n)]
+    return pl.DataFrame(rows, schema=_samples().schema, orient="row")
+
+
+def test_llm_lists_are_a_seeded_random_draw_not_the_earliest_targets():
+    interactions, samples = _interactions(), _many_positives()
+    cands = build_candidates(samples, interactions, n_negatives=5, seed=3)
+    assert sorted(cands["llm_order"].to_list()) == list(range(cands.height))  # a permutation of the lists
+    drawn = llm_lists(cands, 10)
+    assert drawn.height == 10 and drawn["llm_order"].to_list() == list(range(10))
+    assert set(drawn["sample_id"]) != set(cands["sample_id"].head(10))  # not the earliest targets
+    assert drawn["sample_id"].max() > 50  # drawn from the whole split (P(all 10 among the first 50) ~ 1e-6)
+    # stable for a seed, another draw for another seed; a larger draw only adds lists
+    assert drawn.equals(llm_lists(build_candidates(samples, interactions, n_negatives=5, seed=3), 10))
+    assert set(llm_lists(build_candidates(samples, interactions, n_negatives=5, seed=4), 10)["sample_id"]) != set(
+        drawn["sample_id"])
+    assert llm_lists(cands, 25).head(10).equals(drawn)
+    assert llm_lists(cands, 10_000).height == cands.height and llm_lists(cands, 0).height == 0
+    # with max_positives, the LLM's lists are among the lists the baselines rank
+    subset = build_candidates(samples, interactions, n_negatives=5, seed=3, max_positives=40)
+    assert set(llm_lists(subset, 10)["sample_id"]) <= set(subset["sample_id"])
+    with pytest.raises(ValueError, match="llm_order"):
+        llm_lists(cands.drop("llm_order"), 10)
+
+
+def test_both_llm_rankers_rank_the_same_drawn_lists(processed_copy, monkeypatch):
+    """eval_steps.run_llm_ranking and explain_steps._rank (the attributed variants) take the same lists: the
+    seeded draw, not the first rows of ranking_candidates. Model calls are replaced by a stub that records."""
+    from explainrec_core.models import adapters
+    from explainrec_core.steps import eval_steps, explain_steps
+
+    root = processed_copy
+    write_params(root, data={"raw_dir": "unused", "processed_dir": "data/processed"},
+                 ranking={"max_positives": 200, "llm_positives": 6, "n_negatives": 9})
+    cfg = load_config(root / "params.yaml")
+    eval_steps.run_ranking_candidates(cfg, root)
+    candidates = pl.read_parquet(root / paths.RANKING_CANDIDATES)
+    scored: list[int] = []
+
+    def fake_scores(model, tokenizer, prefix, suffixes, answer_ids, batch_size):
+        scored.append(len(suffixes))
+        return np.linspace(1.0, 0.0, len(suffixes))
+
+    monkeypatch.setattr(eval_steps, "load_base", lambda root: ({"answer_token_ids": [1, 2]}, None, None))
+    monkeypatch.setattr(adapters, "load_adapter", lambda model, path: model)
+    monkeypatch.setattr(eval_steps, "score_shared_prefix", fake_scores)
+    monkeypatch.setattr(explain_steps, "score_shared_prefix", fake_scores)
+    monkeypatch.setattr(explain_steps, "prompt_parts", lambda context, attributed, reasons: ("prefix", "suffix"))
+
+    class Builder:
+        def build(self, history_item_ids, history_ratings, item):
+            return item
+
+    eval_steps.run_llm_ranking(cfg, root)
+    by_llm_ranking = pl.read_parquet(root / paths.LLM_RANKING)["sample_id"].to_list()
+    by_explain, grid = explain_steps._rank(root, cfg, None, None, [1, 2], Builder(), attributed=True)
+    expected = llm_lists(candidates, 6)["sample_id"].to_list()
+    assert by_llm_ranking == by_explain == expected and grid.shape == (6, 10) and scored == [10] * 12
+    assert set(expected) != set(candidates["sample_id"].head(6))

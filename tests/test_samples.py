@@ -34,6 +34,31 @@ def test_history_is_the_previous_items_oldest_first():
     assert user1["history_end_timestamp"].to_list() == [1, 2, 3, 4]
 
 
+# user 1 rates item 10 at t=1, items 11 and 12 in the same second t=2, item 13 at t=3; user 2 rates two items at once
+TIES = _interactions([
+    (1, 10, 5.0, 1), (1, 11, 2.0, 2), (1, 12, 4.0, 2), (1, 13, 3.0, 3),
+    (2, 20, 4.0, 7), (2, 21, 1.0, 7),
+])
+
+
+def test_history_holds_only_ratings_strictly_before_the_target_second():
+    samples = build_samples(TIES, SamplesConfig(history_len=3, min_history=1), SplitConfig(0.5, 0.25))
+    rows = samples.sort("user_id", "timestamp", "item_id")
+    # 12 does not see 11 (same second), 13 sees both; user 2's two ratings have no earlier one: no samples
+    assert rows.select("user_id", "item_id").rows() == [(1, 11), (1, 12), (1, 13)]
+    assert rows["history_item_ids"].to_list() == [[10], [10], [10, 11, 12]]
+    assert rows["history_ratings"].to_list() == [[5.0], [5.0], [5.0, 2.0, 4.0]]
+    assert rows["history_end_timestamp"].to_list() == [1, 1, 2]
+    assert (rows["history_end_timestamp"] < rows["timestamp"]).all()
+
+
+def test_empty_histories_end_nowhere():
+    samples = build_samples(TIES, SamplesConfig(history_len=3, min_history=0), SplitConfig(0.5, 0.25))
+    user2 = samples.filter(pl.col("user_id") == 2)
+    assert user2["history_item_ids"].to_list() == [[], []]
+    assert user2["history_end_timestamp"].to_list() == [None, None]  # not user 1's last rating
+
+
 def test_min_history_and_threshold_are_parameters():
     samples = build_samples(TOY, SamplesConfig(history_len=10, min_history=3, like_threshold=4.0),
                             SplitConfig(0.5, 0.25))
@@ -62,9 +87,12 @@ def test_cold_start_counts_training_period_interactions():
 
 def test_real_ml100k_samples(processed_ml100k):
     samples = read_table(processed_ml100k / "data/processed", "samples")
-    assert samples.height == 100_000 - 943  # every rating but each user's first
+    interactions = read_table(processed_ml100k / "data/processed", "interactions")
+    # every rating but those in each user's first second (1,192 ratings share it with the user's very first)
+    after_first_second = interactions.filter(pl.col("timestamp") > pl.col("timestamp").min().over("user_id"))
+    assert samples.height == after_first_second.height == 100_000 - 943 - 1_192
     counts = samples.group_by("split").len().sort("split")
-    assert dict(counts.rows()) == {"train": 79_245, "valid": 9_906, "test": 9_906}
+    assert dict(counts.rows()) == {"train": 78_292, "valid": 9_786, "test": 9_787}  # 80/10/10 of 97,865
     by_split = samples.group_by("split").agg(pl.col("timestamp").min().alias("lo"),
                                              pl.col("timestamp").max().alias("hi"))
     spans = {row[0]: row[1:] for row in by_split.rows()}

@@ -23,7 +23,7 @@ from explainrec_core.config import StorageConfig, load_config
 from explainrec_core.data.ingest import ingest
 from explainrec_core.errors import ConfigError, StorageError
 from explainrec_core.storage import KEEP_VERSIONS, LocalStore, effective_settings, localize, open_store
-from explainrec_core.storage_s3 import S3Store
+from explainrec_core.storage.s3 import S3Store
 from explainrec_dagster.resources import ExplainRecSettings
 from explainrec_dagster.storage import ArtifactStoreResource, published_artifacts
 from tests.conftest import write_params
@@ -336,12 +336,23 @@ def test_localize_s3_raw_folder_ingests_like_the_local_one(moto_server, bucket, 
 # --- publishing pipeline outputs: CLI, Dagster, DVC ---------------------------------------------------------------
 
 def make_outputs(root: Path) -> dict[str, Path]:
-    adapter = make_adapter(root / "models" / "rec_adapter", seed=7)
+    adapter = make_adapter(root / "models" / "explain_adapter", seed=7)
     (root / "reports").mkdir(parents=True, exist_ok=True)
     (root / "reports" / "evaluation.md").write_text("# Evaluation\n\n| method | AUC |\n")
     (root / "reports" / "evaluation.html").write_text("<html><body>Evaluation</body></html>\n")
-    return {"rec_adapter": adapter, "evaluation_report": root / "reports" / "evaluation.md",
+    return {"explain_adapter": adapter, "evaluation_report": root / "reports" / "evaluation.md",
             "evaluation_html": root / "reports" / "evaluation.html"}
+
+
+def test_the_published_champion_is_the_served_model(tmp_path):
+    """`storage push` / `published_artifacts` publish the adapter that `explain`/`recommend` load, nothing else."""
+    from explainrec_core import paths, pipeline
+    from explainrec_core.storage import DEFAULT_PUBLISH
+
+    cfg = load_config(write_params(tmp_path))
+    adapters = [name for name in DEFAULT_PUBLISH if name.endswith("adapter")]
+    assert adapters == [paths.CHAMPION]
+    assert pipeline.outputs(cfg, tmp_path)[paths.CHAMPION] == tmp_path / paths.CHAMPION_ADAPTER
 
 
 def test_cli_push_ls_pull(moto_server, bucket, tmp_path, monkeypatch):
@@ -352,14 +363,14 @@ def test_cli_push_ls_pull(moto_server, bucket, tmp_path, monkeypatch):
 
     result = runner.invoke(app, ["storage", "push"])
     assert result.exit_code == 0, result.output
-    assert f"rec_adapter: s3://{bucket}/explainrec/rec_adapter (version " in result.output
+    assert f"explain_adapter: s3://{bucket}/explainrec/explain_adapter (version " in result.output
     result = runner.invoke(app, ["storage", "ls"])
     assert result.exit_code == 0, result.output
     assert all(name in result.output for name in outputs)
 
-    result = runner.invoke(app, ["storage", "pull", "rec_adapter", "--to", "back/adapter"])
+    result = runner.invoke(app, ["storage", "pull", "explain_adapter", "--to", "back/adapter"])
     assert result.exit_code == 0, result.output
-    assert tree(tmp_path / "back/adapter") == tree(outputs["rec_adapter"])
+    assert tree(tmp_path / "back/adapter") == tree(outputs["explain_adapter"])
     result = runner.invoke(app, ["storage", "pull", "evaluation_html", "--to", "back/eval.html"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "back/eval.html").read_bytes() == outputs["evaluation_html"].read_bytes()
@@ -369,7 +380,7 @@ def test_cli_push_ls_pull(moto_server, bucket, tmp_path, monkeypatch):
     result = runner.invoke(app, ["storage", "pull", "alpaca_adapter", "--to", "x"])
     assert result.exit_code == 2 and f"s3://{bucket}/explainrec/alpaca_adapter does not exist" in result.output
     (tmp_path / "reports" / "evaluation.md").unlink()
-    result = runner.invoke(app, ["storage", "push", "rec_adapter", "evaluation_report"])
+    result = runner.invoke(app, ["storage", "push", "explain_adapter", "evaluation_report"])
     assert result.exit_code == 2 and "evaluation.md" in result.output and "missing" in result.output
 
 
@@ -386,8 +397,8 @@ def test_dagster_publishes_to_the_store_the_setting_picks(backend, moto_server, 
     store = open_store(load_config(tmp_path / "params.yaml"), tmp_path)
     assert isinstance(store, LocalStore if backend == "local" else S3Store)
     assert metadata["store"].value == store.uri()
-    assert metadata["rec_adapter"].value["version"] == store.stat("rec_adapter").version
-    assert tree(store.get_dir("rec_adapter", tmp_path / "back")) == tree(outputs["rec_adapter"])
+    assert metadata["explain_adapter"].value["version"] == store.stat("explain_adapter").version
+    assert tree(store.get_dir("explain_adapter", tmp_path / "back")) == tree(outputs["explain_adapter"])
     assert store.get_file("evaluation_report", tmp_path / "e.md").read_bytes() == \
         outputs["evaluation_report"].read_bytes()
     in_bucket = moto_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0)

@@ -4,6 +4,7 @@ gradient accumulation, bad input and atomic checkpoints."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 import peft
@@ -14,7 +15,7 @@ from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from explainrec_core.config import TrainConfig
-from explainrec_core.training.engine import CheckpointError, Example, train
+from explainrec_core.training.engine import CheckpointError, Example, _collate, train
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -152,6 +153,44 @@ def test_crash_and_resume_gives_the_same_weights_and_history(tmp_path):
     assert_close(lora_weights(model_b), lora_weights(model_a), atol=1e-6)
     assert_close(load_file(tmp_path / "b" / "last" / "adapter.safetensors"),
                  load_file(tmp_path / "a" / "last" / "adapter.safetensors"), atol=1e-6)
+
+
+class CallCountingLoss:
+    """A stateful loss_fn: the causal-LM loss scaled by how many calls came before (state a resume must restore)."""
+
+    def __init__(self):
+        self.calls, self.steps = 0, []
+
+    def __call__(self, model, examples, pad_token_id, device, step):
+        self.steps.append(step)
+        self.calls += 1
+        return model(**_collate(examples, pad_token_id, device)).loss * (1 + (self.calls % 3) / 10)
+
+    def state_dict(self) -> dict:
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls = state["calls"]
+
+
+def test_a_stateful_loss_gets_the_step_and_its_state_survives_a_resume(tmp_path):
+    cfg = dataclasses.replace(CFG, batch_size=2, grad_accum=2, checkpoint_every=3)
+    loss_a = CallCountingLoss()
+    res_a = train(tiny_model(), toy_examples(), cfg, pad_token_id=PAD, checkpoint_dir=tmp_path / "a", loss_fn=loss_a)
+    assert loss_a.steps == [s for s in range(16) for _ in range(2)]  # two micro-batches per optimizer step
+    assert json.loads((tmp_path / "a" / "last" / "loss_state.json").read_text()) == {"calls": 32}
+
+    def crash_at_10(step, loss):
+        if step == 10:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_model(), toy_examples(), cfg, pad_token_id=PAD, checkpoint_dir=tmp_path / "b",
+              loss_fn=CallCountingLoss(), on_step=crash_at_10)
+    loss_b = CallCountingLoss()  # a new process: its state comes from the checkpoint (step 9: 18 calls)
+    res_b = train(tiny_model(), toy_examples(), cfg, pad_token_id=PAD, checkpoint_dir=tmp_path / "b", loss_fn=loss_b)
+    assert res_b.resumed_from_step == 9 and loss_b.steps[0] == 9 and loss_b.calls == 32
+    assert res_b.losses == res_a.losses
 
 
 def test_early_stopping_keeps_the_best_weights(tmp_path):

@@ -1,12 +1,6 @@
 """Explanations: what a sample's reasons are, the reference explanation, and checking what an explanation cites.
 
-One grammar serves both directions. An explanation cites attributes of the target in fixed phrases:
-
-    genre    is a Crime movie              mpaa     is rated R             imdb    is acclaimed on IMDb
-    era      is from the 1990s             runtime  runs over two hours    tag     is tagged "dark comedy"
-    person   shares a director with "Fargo (1996)"
-
-`render_reference` writes the reference explanation, deterministically, from the user's reasons that apply to
+`SampleContext.reference` writes the reference explanation, deterministically, from the user's reasons that apply to
 the target: for a liked target (label Yes) the target's attributes with the most positive log-odds in the user's
 history, for a disliked one the most negative; then the most recent history items of that polarity that have
 them, as examples:
@@ -15,8 +9,10 @@ them, as examples:
     No. It is a Horror movie; the user disliked "Scream (1996)".
     Yes. Its attributes say little about this user's taste.        (no attribute of the target leans that way)
 
-`parse_citations` reads those phrases back from any text (a generated explanation), and `faithfulness` counts
-a citation as faithful when the cited attribute is true of the target AND present in the user's history.
+(the phrases are `citations.clause`). `citations.parse_citations` reads them, and free-text names of the same
+attributes, back from a generated explanation. A citation supports an answer (`SampleContext.supports`) when it is
+true of the target AND the shown history leans the answer's way on it; `explanation_stance` reads which way the
+explanation argues. `attribution/faithfulness.py` turns both into the evaluation's numbers.
 """
 
 from __future__ import annotations
@@ -25,68 +21,17 @@ import re
 from dataclasses import dataclass, field
 
 from explainrec_core.attribution.attributes import PERSON_KINDS
+from explainrec_core.attribution.citations import Citation, clause, parse_citations
 from explainrec_core.attribution.preferences import Preference, item_reasons, preferences
+from explainrec_core.attribution.response_text import phrase_stance
+
+__all__ = ["Citation", "SampleContext", "clause", "explanation_stance", "parse_citations", "review_reference",
+           "vocabulary"]
 
 KIND_ORDER = ("genre", "era", "mpaa", "runtime", "imdb", "tag", *PERSON_KINDS)
 NEUTRAL = "Its attributes say little about this user's taste."
 MAX_TARGET_FACTS = 6
 MAX_PERSON_LINKS = 2
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def clause(kind: str, label: str) -> str:
-    """The phrase citing one attribute (for persons, `label` is the quoted title of the film shared with)."""
-    if kind == "genre":
-        return f"is {_article(label)} {label} movie"
-    if kind == "era":
-        return f"is from the {label}"
-    if kind in ("mpaa", "imdb"):
-        return f"is {label}"
-    if kind == "runtime":
-        return f"runs {label}"
-    if kind == "tag":
-        return f'is tagged "{label}"'
-    if kind in PERSON_KINDS:
-        return f"shares {_article(kind)} {kind} with {label}"
-    raise ValueError(f"no phrase for attribute kind {kind!r}")
-
-
-_PATTERNS = (
-    ("genre", re.compile(r"\bis an? (.+?) movie\b")),
-    ("era", re.compile(r"\bfrom the (\d{4}s)\b")),
-    ("mpaa", re.compile(r"\b(rated (?:NC-17|PG-13|PG|G|R))\b")),
-    ("runtime", re.compile(r"\bruns (over two hours|under 90 minutes)\b")),
-    ("imdb", re.compile(r"\b(acclaimed on IMDb)\b")),
-    ("tag", re.compile(r'\btagged "([^"]+)"')),
-)
-_PERSON = re.compile(r'\bshares an? (director|writer|actor) with ("[^"]+")')
-
-
-@dataclass(frozen=True)
-class Citation:
-    kind: str
-    label: str  # the attribute's label; for persons the quoted title of the film shared with
-
-
-def parse_citations(text: str, vocabulary: dict[str, set[str]] | None = None) -> list[Citation]:
-    """Attributes an explanation cites, in order, without duplicates. With `vocabulary` (kind -> known labels),
-    phrases naming no known label ("is a great movie") are not citations."""
-    found: list[tuple[int, Citation]] = []
-    for kind, pattern in _PATTERNS:
-        for m in pattern.finditer(text):
-            if vocabulary is None or m.group(1) in vocabulary.get(kind, ()):
-                found.append((m.start(), Citation(kind, m.group(1))))
-    for m in _PERSON.finditer(text):
-        found.append((m.start(), Citation(m.group(1), m.group(2))))
-    seen, out = set(), []
-    for _, c in sorted(found, key=lambda x: x[0]):
-        if c not in seen:
-            seen.add(c)
-            out.append(c)
-    return out
 
 
 @dataclass
@@ -164,14 +109,31 @@ class SampleContext:
         clauses = " and ".join(clause(c.kind, c.label) for c, _ in chosen)
         return f"{answer} It {clauses}; the user {'liked' if liked else 'disliked'} {' and '.join(examples)}."
 
-    def is_faithful(self, citation: Citation) -> bool:
-        """True of the target and present in the user's history."""
+    def is_true(self, citation: Citation) -> bool:
+        """The cited attribute is a fact of the target (for persons: the target shares that person with the
+        quoted history film)."""
         if citation.kind in PERSON_KINDS:
             return any(kind == citation.kind and title == citation.label for kind, _, title, _ in self.person_links())
-        target = {(k, lab) for k, _, lab in self.attrs_of.get(self.target, ())}
-        history = {(k, lab) for i, _, _ in self.history for k, _, lab in self.attrs_of.get(i, ())}
-        key = (citation.kind, citation.label)
-        return key in target and key in history
+        return any((k, lab) == (citation.kind, citation.label) for k, _, lab in self.attrs_of.get(self.target, ()))
+
+    def leaning(self, citation: Citation) -> float | None:
+        """How the shown history leans on the cited attribute: its log-odds (> 0: the user's liked items have it
+        more often), or None when no history item has it. A person is read through the film it is quoted with."""
+        if citation.kind in PERSON_KINDS:
+            values = [value for kind, value, title, _ in self.person_links()
+                      if kind == citation.kind and title == citation.label]
+        else:
+            values = [value for i, _, _ in self.history for k, value, lab in self.attrs_of.get(i, ())
+                      if (k, lab) == (citation.kind, citation.label)]
+        return self.prefs[values[0]].log_odds if values and values[0] in self.prefs else None
+
+    def supports(self, citation: Citation, answer: str | None) -> bool:
+        """A reason for `answer` derived from the history: true of the target, and the shown history leans the
+        answer's way on it (positive log-odds for "Yes", negative for "No")."""
+        lean = self.leaning(citation)
+        if answer not in ("Yes", "No") or lean is None or not self.is_true(citation):
+            return False
+        return lean > 0 if answer == "Yes" else lean < 0
 
 
 MAX_REVIEW_CHARS = 200
@@ -201,13 +163,14 @@ def vocabulary(attrs_of: dict[int, list[tuple[str, str, str]]]) -> dict[str, set
     return vocab
 
 
-def faithfulness(contexts: list[SampleContext], texts: list[str], vocab: dict[str, set[str]]) -> dict:
-    """Share of cited attributes that are true of the target and in the history; also how many texts cite any."""
-    cited = faithful = citing = 0
-    for ctx, text in zip(contexts, texts, strict=True):
-        citations = parse_citations(text, vocab)
-        citing += bool(citations)
-        cited += len(citations)
-        faithful += sum(ctx.is_faithful(c) for c in citations)
-    return {"faithfulness": faithful / cited if cited else None, "citations": cited, "faithful_citations": faithful,
-            "explanations": len(texts), "explanations_citing": citing}
+def explanation_stance(text: str, context: SampleContext, vocabulary: dict[str, set[str]] | None) -> int:
+    """Which way an explanation argues: +1 for liking, -1 against, 0 neither. Its words decide when they take a
+    side ("will not like", "enjoys": `response_text.phrase_stance`); otherwise the cited attributes the shown
+    history leans on do (the sign of the sum of their log-odds). The answer in front ("Yes."/"No.") is ignored:
+    the stance is compared against it."""
+    words = phrase_stance(text)
+    if words:
+        return words
+    leanings = [lean for c in parse_citations(text, vocabulary) if (lean := context.leaning(c)) is not None]
+    total = sum(leanings)
+    return (total > 0) - (total < 0)

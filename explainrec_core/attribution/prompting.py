@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from explainrec_core.attribution.explanations import SampleContext
+from explainrec_core.attribution.explanations import SampleContext, review_reference
 from explainrec_core.prompts import alpaca_prompt, sanitize
 
 EXPLAIN_INSTRUCTION = ('Given the user\'s preference and unpreference, identify whether the user will like the '
@@ -80,3 +80,24 @@ def fit_prompt(ctx: SampleContext, attributed: bool, reasons_per_item: int, coun
         if count_tokens(prompt) <= budget:
             return ExplainPrompt(prompt, shown, start)
     raise ValueError(f"even without history the prompt for {ctx.target_title} is longer than {budget} tokens")
+
+
+def response_tokens(ctx: SampleContext, review: str | None, max_cited: int, count_tokens) -> int:
+    """Tokens of the longer of the two responses this context can have (answer Yes or No): what a prompt leaves
+    free for its response, so that the prompt never depends on the label."""
+    return max(count_tokens(review_reference(label, review) or ctx.reference(label, max_cited)) for label in (0, 1))
+
+
+def fit_explained_prompt(ctx: SampleContext, review: str | None, reasons_per_item: int, max_cited: int,
+                         count_tokens, cutoff: int, rebuild) -> ExplainPrompt:
+    """The attributed prompt of a training or evaluation sample: it fits `cutoff` tokens together with the longer
+    possible response and EOS. The reference is rebuilt from the history actually shown, which can be longer than
+    the full history's, so the reserve grows until the shown history's responses fit too (label-free throughout).
+    """
+    reserve = response_tokens(ctx, review, max_cited, count_tokens)
+    while True:
+        fitted = fit_prompt(ctx, True, reasons_per_item, count_tokens, cutoff - reserve - 1, rebuild)
+        needed = response_tokens(fitted.context, review, max_cited, count_tokens)
+        if needed <= reserve:
+            return fitted
+        reserve = needed

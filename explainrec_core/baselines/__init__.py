@@ -7,7 +7,8 @@
     scores = model.score(samples.filter(pl.col("split") == "test"))
 
 Models: popularity, bpr (BPR-MF), lightgcn, sasrec, content (all-MiniLM-L6-v2 item texts); one file each,
-sharing `base.py`. Defaults were tuned on the validation split only (see each config's docstring).
+sharing `base.py`. Each has one setting per evaluation protocol, both tuned on the validation split only: the
+config's defaults for AUC, the module's RANKING_CONFIG for ranking (`registry.build_baseline(name, protocol)`).
 """
 
 from explainrec_core.baselines.base import Recommender, TrainingData

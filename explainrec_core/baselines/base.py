@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from explainrec_core.evaluation.ranking import collect_scores, expand_candidates, ranking_metrics
 from explainrec_core.evaluation.scoring import auc
 
 SAMPLE_KEY = ("timestamp", "user_id", "item_id")
@@ -63,9 +64,11 @@ class Recommender(Protocol):
     name: str
 
     def fit(self, data: TrainingData, seed: int, valid: pl.DataFrame | None = None) -> dict:
-        """Train; returns statistics (epochs, seconds, final loss, valid AUC per epoch when `valid` is given).
+        """Train; returns statistics (epochs, seconds, final loss, and with `valid` its metric per epoch).
 
-        `valid` is only ever evaluated, never trained on, and never changes the fitted model."""
+        `valid` is either samples (metric: AUC of their labels) or candidate lists of evaluation.ranking (metric:
+        NDCG@10 of the positive), see `validation_metric`. It is only ever evaluated, never trained on, and never
+        changes the fitted model."""
         ...
 
     def score(self, batch: pl.DataFrame) -> np.ndarray:
@@ -96,8 +99,37 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def valid_auc(model: Recommender, valid: pl.DataFrame) -> float | None:
-    return auc(valid["label"].to_numpy(), model.score(valid))
+VALID_NDCG_K = 10
+
+
+def validation_metric(valid: pl.DataFrame) -> str:
+    """The metric a validation frame is judged by: the protocol it belongs to.
+
+    Samples (a `label` per row) are the AUC protocol; candidate lists (a `candidates` column: the positive first,
+    then sampled unrated items) are the ranking protocol. A model is tuned for one protocol at a time: negatives
+    that help telling liked from disliked rated items (AUC) hurt finding the liked item among unrated ones."""
+    return f"ndcg@{VALID_NDCG_K}" if "candidates" in valid.columns else "auc"
+
+
+def validate(model: Recommender, valid: pl.DataFrame) -> float | None:
+    """`validation_metric(valid)` of the model's scores on `valid`."""
+    if validation_metric(valid) == "auc":
+        return auc(valid["label"].to_numpy(), model.score(valid))
+    if valid.is_empty():
+        return None
+    expanded = expand_candidates(valid)
+    grid = collect_scores(expanded, model.score(expanded), valid["candidates"].list.len()[0])
+    return ranking_metrics(grid, ks=(VALID_NDCG_K,))[f"ndcg@{VALID_NDCG_K}"]
+
+
+def validation_stats(model: Recommender, valid: pl.DataFrame, curve: list[float | None] | None = None) -> dict:
+    """Statistics of a fit with a validation frame: the metric's name, its final value and its per-epoch curve."""
+    name = validation_metric(valid)
+    stats: dict = {"valid_metric": name}
+    if curve:
+        stats[f"valid_{name}_curve"] = curve
+    stats[f"valid_{name}"] = curve[-1] if curve else validate(model, valid)
+    return stats
 
 
 class IdIndex:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from explainrec_core.baselines.base import IdIndex, Timer, TrainingData, valid_auc
+from explainrec_core.baselines.base import IdIndex, Timer, TrainingData, validation_stats
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Popularity:
         self.item_scores = np.log(counts + self.config.smoothing)
         stats = {"epochs": 0, "seconds": timer.seconds(), "n_items_with_likes": len(self.index)}
         if valid is not None:
-            stats["valid_auc"] = valid_auc(self, valid)
+            stats.update(validation_stats(self, valid))
         return stats
 
     def score(self, batch: pl.DataFrame) -> np.ndarray:

@@ -21,8 +21,8 @@ The *bridge users* (the "user mapping" of the paper) are the users with interact
   evaluated rating is later than every training target, so no model has trained on the user's later tastes.
   Adding "train" evaluates every target-domain rating (5x more on ML-100K) at the price of that leak.
 Histories in both sets are rebuilt from the user's source-domain interactions only: the previous
-`history_len` source items before the sample (in (timestamp, item) order), so a target item never appears in
-a history either, and a target-domain evaluation reads the user's latest source-domain tastes. A source_train
+`history_len` source items rated before the sample's second (in (timestamp, item) order), so a target item never
+appears in a history either, and a target-domain evaluation reads the user's latest source-domain tastes. A source_train
 sample whose user has no earlier source-domain interaction has no history and is dropped.
 """
 
@@ -82,14 +82,14 @@ def build_cross_domain_sets(samples: pl.DataFrame | pl.LazyFrame, interactions: 
               .select("sample_id", "user_id", "item_id", "rating", "label", "timestamp", "split",
                       pl.when(is_source).then(pl.lit(SETS[0])).otherwise(pl.lit(SETS[1])).alias("set"))
               .collect())
-    # Where each sample sits among its user's source interactions: the number strictly before it in
-    # (timestamp, item_id) order. Sample rows sort before an equal interaction (a source_train target is
-    # itself a source interaction and must not be its own history).
+    # Where each sample sits among its user's source interactions: the number rated strictly before its second
+    # (as in samples.py: ratings given in the same second as the target are not its history). Sample rows sort
+    # before every interaction of the same second, the target itself included.
     marks = pl.concat([
         source.select("user_id", "timestamp", "item_id", pl.lit(1, pl.Int8).alias("kind"),
                       pl.lit(None, pl.Int64).alias("sample_id")),
         picked.select("user_id", "timestamp", "item_id", pl.lit(0, pl.Int8).alias("kind"), "sample_id"),
-    ]).sort("user_id", "timestamp", "item_id", "kind")
+    ]).sort("user_id", "timestamp", "kind", "item_id")
     starts = source.with_row_index("row").group_by("user_id").agg(pl.col("row").min().alias("user_start"))
     before = (marks.with_columns(pl.col("kind").cum_sum().over("user_id").cast(pl.Int64).alias("n_before"))
               .filter(pl.col("kind") == 0)

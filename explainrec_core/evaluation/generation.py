@@ -1,18 +1,40 @@
-"""Greedy generation of responses (answer + explanation) in left-padded batches."""
+"""Greedy generation of responses (answer + explanation) in left-padded batches, stopped at a sentence end.
+
+A row stops as soon as its response holds `sentences` complete explanation sentences (after the answer, template
+markers ignored: `attribution/response_text.py`), so an explanation ends where its sentence does instead of
+where `max_new_tokens` happens to cut it, and no time goes into text nobody reads. A sentence end is only
+certain once the token after it is there ("Dr." may go on), so a row runs one token past it;
+`response_text.clean_response` cuts that token off.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
+from explainrec_core.attribution.response_text import complete_sentences
 from explainrec_core.evaluation.scoring import left_pad
+
+
+class SentenceStop(StoppingCriteria):
+    """Per row: done once the generated text (from column `start` on) has `sentences` complete sentences."""
+
+    def __init__(self, tokenizer, start: int, sentences: int):
+        self.tokenizer, self.start, self.sentences = tokenizer, start, sentences
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
+        return torch.tensor([complete_sentences(t) >= self.sentences for t in texts], dtype=torch.bool,
+                            device=input_ids.device)
 
 
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8,
-             on_batch: Callable[[int], None] | None = None) -> list[str]:
-    """The greedy continuation of each prompt, decoded without special tokens, in the given order."""
+             on_batch: Callable[[int], None] | None = None, sentences: int | None = 1) -> list[str]:
+    """The greedy continuation of each prompt, decoded without special tokens, in the given order; each stops
+    after `sentences` explanation sentences (None: only at EOS or `max_new_tokens`)."""
     device = next(model.parameters()).device
     encoded = [tokenizer(p)["input_ids"] for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -23,8 +45,9 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batc
         batch = [encoded[i] for i in order[start: start + batch_size]]
         width = max(map(len, batch))
         ids, mask, _ = left_pad(batch, tokenizer.pad_token_id, device)
+        stop = StoppingCriteriaList([SentenceStop(tokenizer, width, sentences)]) if sentences else None
         generated = model.generate(input_ids=ids, attention_mask=mask,
-                                   max_new_tokens=max_new_tokens, do_sample=False,
+                                   max_new_tokens=max_new_tokens, do_sample=False, stopping_criteria=stop,
                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         for row, index in enumerate(order[start: start + batch_size]):
             out[index] = tokenizer.decode(generated[row, width:], skip_special_tokens=True).strip()

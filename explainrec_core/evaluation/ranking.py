@@ -7,6 +7,11 @@ scorer, `collect_scores` reshapes the scores back) and `ranking_metrics` ranks t
 
 Negatives are drawn with a numpy Generator seeded by (seed, sample_id), so a sample's candidates do not depend
 on the order of the rows, on which other samples are present, or on `max_positives`.
+
+The LLM rankers are far slower than the baselines and rank only a few of the lists. Which ones is drawn here, once,
+as a seeded random order of the lists (`llm_order`), and every LLM ranker takes its lists through `llm_lists`: a
+random draw of the liked targets (the earliest targets would be the users and weeks that start the test period),
+and the same draw for every reader.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-CANDIDATE_COLUMNS = ("sample_id", "user_id", "item_id", "candidates", "history_item_ids", "history_ratings")
+CANDIDATE_COLUMNS = ("sample_id", "user_id", "item_id", "candidates", "history_item_ids", "history_ratings",
+                     "llm_order")
 EXPANDED_COLUMNS = ("sample_id", "position", "user_id", "item_id", "history_item_ids", "history_ratings")
 
 
@@ -24,7 +30,7 @@ def _empty_candidates(samples: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(schema={"sample_id": pl.Int64, "user_id": pl.Int64, "item_id": pl.Int64,
                                 "candidates": pl.List(pl.Int64),
                                 "history_item_ids": samples.schema["history_item_ids"],
-                                "history_ratings": samples.schema["history_ratings"]})
+                                "history_ratings": samples.schema["history_ratings"], "llm_order": pl.Int64})
 
 
 def build_candidates(samples: pl.DataFrame, interactions: pl.DataFrame, *, n_negatives: int = 99, seed: int = 0,
@@ -32,7 +38,8 @@ def build_candidates(samples: pl.DataFrame, interactions: pl.DataFrame, *, n_neg
     """Candidate lists for the liked targets of `split`: the positive first, then `n_negatives` unseen items.
 
     `max_positives > 0` keeps a seeded subset of the positives. Output (sorted by sample_id): sample_id, user_id,
-    item_id (the positive), candidates (list[i64]), history_item_ids, history_ratings.
+    item_id (the positive), candidates (list[i64]), history_item_ids, history_ratings, llm_order (a seeded random
+    permutation 0..n-1 of the lists: the order in which the LLM rankers draw them, see `llm_lists`).
     Raises ValueError when a user has fewer than `n_negatives` unseen items.
     """
     if n_negatives < 1:
@@ -40,8 +47,9 @@ def build_candidates(samples: pl.DataFrame, interactions: pl.DataFrame, *, n_neg
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     positives = samples.filter((pl.col("split") == split) & (pl.col("label") == 1)).sort("sample_id")
+    draw = np.random.default_rng(seed)  # which positives are kept, then the order the LLM rankers take them in
     if 0 < max_positives < positives.height:
-        keep = np.sort(np.random.default_rng(seed).choice(positives.height, size=max_positives, replace=False))
+        keep = np.sort(draw.choice(positives.height, size=max_positives, replace=False))
         positives = positives[keep]
     if positives.height == 0:
         return _empty_candidates(samples)
@@ -73,7 +81,16 @@ def build_candidates(samples: pl.DataFrame, interactions: pl.DataFrame, *, n_neg
         "sample_id", "user_id", "item_id",
         pl.Series("candidates", candidates, dtype=pl.List(pl.Int64)),
         "history_item_ids", "history_ratings",
+        pl.Series("llm_order", draw.permutation(positives.height), dtype=pl.Int64),
     )
+
+
+def llm_lists(cands: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The `n` candidate lists the LLM rankers rank (all when fewer): the first `n` of the seeded `llm_order`
+    draw, in that order, so a larger `n` only adds lists. Every LLM ranker must select its lists here."""
+    if "llm_order" not in cands.columns:
+        raise ValueError("candidate lists have no 'llm_order' column: rebuild them (build_candidates)")
+    return cands.filter(pl.col("llm_order") < n).sort("llm_order")
 
 
 def expand_candidates(cands: pl.DataFrame) -> pl.DataFrame:

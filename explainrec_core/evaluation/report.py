@@ -1,7 +1,10 @@
-"""The evaluation report: tables shaped like the paper's, plots, and reports/metrics.json.
+"""The evaluation report: tables shaped like the paper's, paired comparisons, plots, and reports/metrics.json.
 
-Everything here is read from the outputs of the evaluation steps; nothing is computed on the test data that a
-step did not already compute (except ROC curves, drawn from the stored scores).
+Everything here is read from the outputs of the evaluation steps (the statistics files of upstream steps are
+handed in by the report step, so this module needs no knowledge of the pipeline). The only numbers computed here
+are the paired comparisons and the ROC curves, from the per-sample scores the steps stored: every "A vs B" is the
+difference on the same samples (or candidate lists), joined on sample_id, with a 95% paired-bootstrap interval
+(evaluation/paired.py), and the text says "better" or "worse" only when that interval excludes 0.
 """
 
 from __future__ import annotations
@@ -12,143 +15,307 @@ import html
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+from explainrec_core import paths
+from explainrec_core.config import Config
+from explainrec_core.evaluation.paired import (LEVEL, RESAMPLES, Distribution, PairedBootstrap, Scored,
+                                               mean_std)
+from explainrec_core.evaluation.ranking import positive_ranks
+from explainrec_core.io import atomic_path
+from explainrec_core.plots import plot_auc_intervals, plot_roc
 
-from explainrec_core import paths  # noqa: E402
-from explainrec_core.config import Config  # noqa: E402
-from explainrec_core.io import atomic_path  # noqa: E402
+__all__ = ["collect_metrics", "main_table", "mean_std", "write_report"]
 
 LLM = "tallrec_lora"  # the method name of our LLM in tables and metrics.json
 EXPLAINREC = "explainrec"  # the attributed model (answer + explanation, joint loss)
 ABLATION = "explainrec_no_attribution"  # the same without preference attribution in the prompt
 LLM_METHODS = (LLM, EXPLAINREC, ABLATION)  # ranked only on the LLM's candidate lists
+VARIANT_METHODS = {"attributed": EXPLAINREC, "no_attribution": ABLATION}  # explain_* files' variant -> method
+SETS = ("test", "new_user", "new_item")
+LISTS = ("llm_lists", "all_lists")  # the LLM's candidate lists; every list the baselines ranked
 EXAMPLES = 6  # generated explanations shown in the report
 KS = (5, 10, 20)
+NDCG_K = 10
+BOOTSTRAP_SEED = 0
 
 
-def _json(root: Path, rel: str) -> dict:
-    path = root / rel
-    return json.loads(path.read_text()) if path.is_file() else {}
+# --- per-sample scores and per-list NDCG of every method, as frames (sample_id, [label,] value[, seed]) ---
+
+def _baseline_rows(frame: pl.DataFrame, protocol: str) -> pl.DataFrame:
+    """Rows of one protocol when the baselines step writes both an AUC- and a ranking-tuned setting."""
+    if "protocol" in frame.columns and (frame["protocol"] == protocol).any():
+        return frame.filter(pl.col("protocol") == protocol)
+    return frame
 
 
-def mean_std(frame: pl.DataFrame, column: str) -> dict | None:
-    values = frame[column].drop_nulls().to_numpy()
-    if len(values) == 0:
-        return None
-    return {"mean": float(values.mean()), "std": float(values.std()), "n_seeds": len(values)}
+def auc_frames(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
+    """set -> method -> (sample_id, label, score[, seed]) on the samples the LLM scored."""
+    frames: dict[str, dict[str, pl.DataFrame]] = {s: {} for s in SETS}
+    llm = pl.read_parquet(root / paths.REC_SCORES)
+    explain = pl.read_parquet(root / paths.EXPLAIN_SCORES) if (root / paths.EXPLAIN_SCORES).is_file() else None
+    baselines = _baseline_rows(pl.read_parquet(root / paths.BASELINE_SCORES), "auc")
+    for name in SETS:
+        frames[name][LLM] = llm.filter(pl.col("set") == name).select("sample_id", "label", score="p_yes")
+        if explain is not None:
+            for variant, method in VARIANT_METHODS.items():
+                part = explain.filter((pl.col("variant") == variant) & (pl.col("set") == name))
+                if part.height:
+                    frames[name][method] = part.select("sample_id", "label", score="p_yes")
+        for (method,), part in baselines.filter(pl.col("set") == name).group_by("method", maintain_order=True):
+            frames[name][method] = part.select("sample_id", "label", "score", "seed")
+    return {name: per_set for name, per_set in frames.items() if all(f.height for f in per_set.values())}
 
 
-def collect_metrics(cfg: Config, root: Path) -> dict:
-    """reports/metrics.json: method -> metric, with the dataset, splits, sample counts and seeds stated."""
-    from explainrec_core.pipeline import step  # the metrics files this report reads are declared there
+def _ndcg(ranks: np.ndarray) -> np.ndarray:
+    return np.where(ranks <= NDCG_K, 1.0 / np.log2(ranks + 1.0), 0.0)
 
+
+def ndcg_frames(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
+    """lists -> method -> (sample_id, ndcg[, seed]): NDCG@10 of each candidate list, keyed by its sample_id."""
+    llm_lists: dict[str, pl.DataFrame] = {}
+    ranked = pl.read_parquet(root / paths.LLM_RANKING)
+    llm_lists[LLM] = pl.DataFrame({"sample_id": ranked["sample_id"],
+                                   "ndcg": _ndcg(positive_ranks(np.array(ranked["scores"].to_list())))})
+    path = root / paths.EXPLAIN_RANKING
+    explain = pl.read_parquet(path) if path.is_file() else None
+    if explain is not None and "sample_id" in explain.columns:  # older files keyed lists by position only
+        for variant, method in VARIANT_METHODS.items():
+            part = explain.filter(pl.col("variant") == variant)
+            if part.height:
+                llm_lists[method] = pl.DataFrame({"sample_id": part["sample_id"], "ndcg": _ndcg(
+                    positive_ranks(np.array(part["scores"].to_list())))})
+    all_lists: dict[str, pl.DataFrame] = {}
+    if (root / paths.BASELINE_RANKING).is_file():
+        ranks = _baseline_rows(pl.read_parquet(root / paths.BASELINE_RANKING), "ranking")
+        ranked_ids = llm_lists[LLM]["sample_id"].implode()
+        for (method,), part in ranks.group_by("method", maintain_order=True):
+            frame = part.select("sample_id", "seed", ndcg=pl.Series(_ndcg(part["rank"].to_numpy())))
+            all_lists[method] = frame
+            llm_lists[method] = frame.filter(pl.col("sample_id").is_in(ranked_ids))
+    return {name: lists for name, lists in (("llm_lists", llm_lists), ("all_lists", all_lists)) if lists}
+
+
+# --- paired comparisons ---
+
+def _fields(metric: str, dist: Distribution, best: str | None, best_dist: Distribution | None) -> dict:
+    """A method's value with its interval, and its paired difference to the best baseline (None for that one)."""
+    est = dist.estimate().to_dict()
+    out = {metric: est["value"], f"{metric}_ci95": est["ci95"], "n": est["n"], f"{metric}_per_seed": est["per_seed"],
+           "best_baseline": best, f"delta_{metric}_vs_best": None, f"delta_{metric}_ci95": None,
+           "verdict_vs_best": None}
+    if best_dist is not None and dist is not best_dist:
+        diff = dist.minus(best_dist).to_dict()
+        out |= {f"delta_{metric}_vs_best": diff["delta"], f"delta_{metric}_ci95": diff["ci95"],
+                f"delta_{metric}_per_seed": diff["per_seed"], "verdict_vs_best": diff["verdict"]}
+    return out
+
+
+def _compare(group: dict[str, pl.DataFrame], statistic: str, baselines: set[str],
+             value: str) -> tuple[dict[str, Distribution], str | None]:
+    """Every method's distribution on one set of bootstrap draws, and the best baseline (highest mean)."""
+    label = "label" if statistic == "auc" else None
+    scored = {m: Scored.from_frame(f, value, label) for m, f in group.items()}
+    boot = PairedBootstrap(next(iter(scored.values())), RESAMPLES, BOOTSTRAP_SEED)
+    dists = {m: boot.auc(s) if statistic == "auc" else boot.mean(s) for m, s in scored.items()}
+    candidates = [m for m in dists if m in baselines and not np.isnan(dists[m].point.mean())]
+    best = max(candidates, key=lambda m: dists[m].point.mean()) if candidates else None
+    return dists, best
+
+
+def paired_comparisons(root: Path, baselines: set[str]) -> tuple[dict, list[dict]]:
+    """Per method: {'sets': {set: AUC fields}, 'ranking_lists': {lists: NDCG@10 fields}}, each against the best
+    baseline of that set; and the list of named comparisons (vs the best baseline, and the ablation vs the full
+    model) that the report's text reads."""
+    per_method: dict[str, dict] = {}
+    comparisons: list[dict] = []
+    full_model = {"auc": {}, f"ndcg@{NDCG_K}": {}}
+    for kind, groups, statistic, value, key in (
+            ("sets", auc_frames(root), "auc", "score", "auc"),
+            ("ranking_lists", ndcg_frames(root), "mean", "ndcg", f"ndcg@{NDCG_K}")):
+        for name, group in groups.items():
+            dists, best = _compare(group, statistic, baselines, value)
+            for method, dist in dists.items():
+                per_method.setdefault(method, {}).setdefault(kind, {})[name] = _fields(
+                    key, dist, best, dists.get(best))
+                if best and method != best:
+                    comparisons.append({"a": method, "b": best, "set": name, "metric": key,
+                                        **dist.minus(dists[best]).to_dict()})
+            if EXPLAINREC in dists and name in ("test", "llm_lists"):
+                for other in (ABLATION, LLM):
+                    if other in dists:
+                        diff = dists[other].minus(dists[EXPLAINREC]).to_dict()
+                        full_model[key][other] = diff
+                        comparisons.append({"a": other, "b": EXPLAINREC, "set": name, "metric": key, **diff})
+    return {"methods": per_method, "vs_full_model": full_model}, comparisons
+
+
+# --- reports/metrics.json ---
+
+def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
+    """reports/metrics.json: method -> metric, with the dataset, splits, sample counts and seeds stated.
+    `upstream`: the statistics of the steps named in paths.STEP_METRICS (missing ones as {})."""
     evaluation, rec, alpaca, llm_rank, candidates, base = (
-        _json(root, step(name).metrics)
-        for name in ("rec_evaluation", "rec_adapter", "alpaca_adapter", "llm_ranking", "ranking_candidates",
-                     "base_model"))
-    baselines = pl.read_parquet(root / paths.BASELINE_RESULTS)
-    llm = {f"{name}_auc": evaluation[name]["auc"] for name in ("test", "new_user", "new_item")}
+        upstream.get(name, {}) for name in ("rec_evaluation", "rec_adapter", "alpaca_adapter", "llm_ranking",
+                                            "ranking_candidates", "base_model"))
+    results = pl.read_parquet(root / paths.BASELINE_RESULTS)
+    llm = {f"{name}_auc": evaluation[name]["auc"] for name in SETS}
     llm.update({k: llm_rank.get(k) for k in ("mrr", *(f"{m}@{k}" for m in ("hit", "ndcg") for k in KS))})
     llm.update({"train_seconds": (rec.get("train_seconds") or 0) + (alpaca.get("train_seconds") or 0),
                 "inference_ms_per_sample": 1e3 / evaluation["scoring"]["samples_per_s"],
                 "peak_memory_mb": max(rec.get("peak_memory_mb") or 0, alpaca.get("peak_memory_mb") or 0),
-                "seeds": [cfg.rec_training.seed], "base_model": base.get("source")})
-    methods = {LLM: llm, **_explain_methods(cfg, root)}
+                "seeds": [cfg.llm_training.seed], "base_model": base.get("source")})
+    methods = {LLM: llm, **_explain_methods(cfg, upstream)}
     for method in cfg.baselines.methods:
-        rows = baselines.filter(pl.col("method") == method)
+        rows = results.filter(pl.col("method") == method)
+        auc_rows, rank_rows = _baseline_rows(rows, "auc"), _baseline_rows(rows, "ranking")
         entry = {}
-        for name in ("test", "new_user", "new_item"):
-            entry[f"{name}_auc"] = mean_std(rows, f"{name}_auc_llm_subset")
-            entry[f"{name}_auc_full"] = mean_std(rows, f"{name}_auc")
-        for col in rows.columns:
+        for name in SETS:
+            entry[f"{name}_auc"] = mean_std(auc_rows, f"{name}_auc_llm_subset")
+            entry[f"{name}_auc_full"] = mean_std(auc_rows, f"{name}_auc")
+        for col in rank_rows.columns:
             if col.startswith("rank_") and not col.endswith("_n"):
-                entry[col.removeprefix("rank_").replace("llm_subset_", "llm_subset.")] = mean_std(rows, col)
+                entry[col.removeprefix("rank_").replace("llm_subset_", "llm_subset.")] = mean_std(rank_rows, col)
         entry["train_seconds"] = mean_std(rows, "fit_seconds")
-        entry["inference_ms_per_sample"] = mean_std(rows, "ms_per_sample")
-        entry["seeds"] = rows["seed"].to_list()
+        entry["inference_ms_per_sample"] = mean_std(auc_rows, "ms_per_sample")
+        entry["seeds"] = sorted(set(rows["seed"].to_list()))
         methods[method] = entry
+    paired, comparisons = paired_comparisons(root, set(cfg.baselines.methods))
+    for method, fields in paired["methods"].items():
+        methods.setdefault(method, {}).update(fields)
     return {
         "dataset": cfg.data.format,
         "split": f"global time order {cfg.split.train:.0%}/{cfg.split.valid:.0%}/rest; label = rating > "
                  f"{cfg.samples.like_threshold}",
-        "sample_counts": {name: evaluation[name]["n"] for name in ("test", "new_user", "new_item")}
+        "sample_counts": {name: evaluation[name]["n"] for name in SETS}
         | {"ranking_positives_baselines": candidates.get("positives"),
            "ranking_positives_llm": llm_rank.get("n"),
            "candidates_per_positive": 1 + cfg.ranking.n_negatives},
         "notes": "AUC columns: every method on the same seeded subsets the LLM scores; *_auc_full: baselines on the "
                  "whole set. Ranking: baselines on ranking_positives_baselines lists; llm_subset.* and the LLM on "
-                 "the first ranking_positives_llm of them.",
-        "seeds": {"baselines": list(cfg.baselines.seeds), "llm": [cfg.rec_training.seed],
+                 "ranking_positives_llm of them. Standard deviations over seeds use ddof = 1. "
+                 "methods.*.sets / ranking_lists: AUC / NDCG@10 with 95% intervals and the paired difference to "
+                 "the best baseline on the same samples (lists); a seed-averaged method's statistic is the mean "
+                 "over seeds, recomputed on every bootstrap draw.",
+        "bootstrap": {"method": "paired percentile bootstrap over samples (candidate lists), joined on sample_id",
+                      "resamples": RESAMPLES, "seed": BOOTSTRAP_SEED, "level": LEVEL},
+        "seeds": {"baselines": list(cfg.baselines.seeds), "llm": [cfg.llm_training.seed],
                   "samples": cfg.rec_prompts.seed, "ranking": cfg.ranking.seed},
         "methods": methods,
+        "vs_full_model": paired["vs_full_model"],
+        "comparisons": comparisons,
     }
 
 
-def _explain_methods(cfg: Config, root: Path) -> dict:
+def _explain_methods(cfg: Config, upstream: dict[str, dict]) -> dict:
     """The attributed model and its ablation, from the explain_evaluation and explain_adapter metrics."""
-    from explainrec_core.pipeline import step
-
-    evaluation = _json(root, step("explain_evaluation").metrics)
+    evaluation = upstream.get("explain_evaluation", {})
     methods = {}
     for method, variant, adapter in ((EXPLAINREC, "attributed", "explain_adapter"),
                                      (ABLATION, "no_attribution", "explain_adapter_ablation")):
-        m, train = evaluation.get(variant), _json(root, step(adapter).metrics)
+        m, train = evaluation.get(variant), upstream.get(adapter, {})
         if not m:
             continue
-        entry = {f"{name}_auc": m[name]["auc"] for name in ("test", "new_user", "new_item") if name in m}
+        entry = {f"{name}_auc": m[name]["auc"] for name in SETS if name in m}
         entry.update({k: m["ranking"].get(k) for k in ("mrr", *(f"{x}@{k}" for x in ("hit", "ndcg") for k in KS))})
-        entry.update({k: m["explanations"].get(k) for k in ("bleu4", "rouge_l", "faithfulness",
-                                                              "explanations_citing", "answer_agrees_with_p_yes")})
+        # every explanation metric the step reports (faithfulness splits, stance, ...), under its own name
+        entry.update({k: v for k, v in m["explanations"].items() if k != "n"})
         entry.update({"explanations_n": m["explanations"].get("n"), "train_seconds": train.get("train_seconds"),
                       "inference_ms_per_sample": 1e3 / m["scoring_samples_per_s"],
-                      "peak_memory_mb": train.get("peak_memory_mb"), "seeds": [cfg.explain_training.seed]})
+                      "peak_memory_mb": train.get("peak_memory_mb"), "seeds": [cfg.llm_training.seed]})
         methods[method] = entry
     return methods
 
+
+# --- tables and text ---
 
 def _fmt(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, dict):
-        return f"{value['mean']:.3f} ± {value['std']:.3f}"
+        return f"{value['mean']:.3f}" + (f" ± {value['std']:.3f}" if value.get("std") is not None else "")
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _ci(fields: dict | None, metric: str) -> str:
+    """'0.712 [0.690, 0.735]' from a method's paired fields."""
+    if not fields or fields.get(metric) is None:
+        return "-"
+    lo, hi = fields[f"{metric}_ci95"]
+    return f"{fields[metric]:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{fields[metric]:.3f}"
+
+
+def _delta(diff: dict | None, metric: str | None = None) -> str:
+    """'+0.012 [-0.010, +0.034]' from a comparison, or from a method's delta-vs-best fields."""
+    if not diff:
+        return "-"
+    delta, ci = (diff["delta"], diff["ci95"]) if metric is None else (
+        diff.get(f"delta_{metric}_vs_best"), diff.get(f"delta_{metric}_ci95"))
+    if delta is None:
+        return "(best baseline)" if metric and diff.get("best_baseline") else "-"
+    return f"{delta:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci and ci[0] is not None else f"{delta:+.3f}"
+
+
+def _sentence(c: dict) -> str:
+    where = {"llm_lists": "the LLM's candidate lists", "all_lists": "all candidate lists"}.get(c["set"], c["set"])
+    per_seed = f" (per seed: {', '.join(f'{v:+.3f}' for v in c['per_seed'].values())})" if c["per_seed"] else ""
+    verdict = f"{c['a']} is {c['verdict']}" if c["verdict"] in ("better", "worse") else c["verdict"]
+    return (f"{c['a']} vs {c['b']}, {c['metric'].upper()} on {where} (n = {c['n']}): "
+            f"{_delta(c)}{per_seed}: {verdict}")
 
 
 def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     methods = metrics["methods"]
-    main = [[m, _fmt(v.get("test_auc")), _fmt(v.get("test_auc_full")),
-             *(_fmt(v.get(f"{x}@{k}")) for x in ("hit", "ndcg") for k in KS),
-             _fmt(v.get("ndcg@10") if m in LLM_METHODS else v.get("llm_subset.ndcg@10"))]
+    ndcg = f"ndcg@{NDCG_K}"
+
+    def on(m: dict, kind: str, name: str) -> dict | None:
+        return m.get(kind, {}).get(name)
+
+    main = [[m, _ci(on(v, "sets", "test"), "auc"), _delta(on(v, "sets", "test"), "auc"),
+             _fmt(v.get("test_auc_full")), *(_fmt(v.get(f"{x}@{k}")) for x in ("hit", "ndcg") for k in KS),
+             _ci(on(v, "ranking_lists", "llm_lists"), ndcg) if on(v, "ranking_lists", "llm_lists") else
+             _fmt(v.get("ndcg@10") if m in LLM_METHODS else v.get("llm_subset.ndcg@10")),
+             _delta(on(v, "ranking_lists", "llm_lists"), ndcg)]
             for m, v in methods.items()]
-    cold = [[m, _fmt(v.get("new_user_auc")), _fmt(v.get("new_item_auc")), _fmt(v.get("new_user_auc_full")),
-             _fmt(v.get("new_item_auc_full"))] for m, v in methods.items()]
+    cold = [[m, *(cell for name in ("new_user", "new_item")
+                  for cell in (_ci(on(v, "sets", name), "auc"), _delta(on(v, "sets", name), "auc"))),
+             _fmt(v.get("new_user_auc_full")), _fmt(v.get("new_item_auc_full"))] for m, v in methods.items()]
     eff = [[m, _fmt(v.get("train_seconds")), _fmt(v.get("inference_ms_per_sample")), _fmt(v.get("peak_memory_mb"))]
            for m, v in methods.items()]
+    vs_full = metrics.get("vs_full_model", {})
+    ablation = []
+    for label, key in (("ExplainRec (preference attribution)", EXPLAINREC), ("w/o preference attribution", ABLATION),
+                       ("w/o explanations (TALLRec)", LLM)):
+        v = methods.get(key, {})
+        stance = v.get("stance_contradicts_answer")
+        ablation.append([label, _ci(on(v, "sets", "test"), "auc"),
+                         "(full model)" if key == EXPLAINREC else _delta(vs_full.get("auc", {}).get(key)),
+                         _ci(on(v, "ranking_lists", "llm_lists"), ndcg),
+                         "(full model)" if key == EXPLAINREC else _delta(vs_full.get(ndcg, {}).get(key)),
+                         _fmt(v.get("bleu4")), _fmt(v.get("rouge_l")), _fmt(v.get("faithfulness")),
+                         _fmt(stance) if not isinstance(stance, dict) else _fmt(stance.get("rate")),
+                         f"{v['explanations_citing']}/{v['explanations_n']}" if v.get("explanations_n") else "-"])
     n = metrics["sample_counts"]
     return [
-        (f"Table I: main results (AUC on the same {n['test']} test samples; Hit/NDCG@K over "
-         f"{n['ranking_positives_baselines']} liked test targets x {n['candidates_per_positive']} candidates, the "
-         f"LLM over {n['ranking_positives_llm']} of them; last column: every method on the LLM's lists)",
-         ["method", "AUC", "AUC (full test)", *(f"{x}@{k}" for x in ("Hit", "NDCG") for k in KS),
-          "NDCG@10 (LLM lists)"], main),
+        (f"Table I: main results (AUC with 95% interval on the same {n['test']} test samples, and its paired "
+         f"difference to the best baseline; Hit/NDCG@K over {n['ranking_positives_baselines']} liked test targets x "
+         f"{n['candidates_per_positive']} candidates, the LLM over {n['ranking_positives_llm']} of them; last "
+         "columns: NDCG@10 on the LLM's lists and its paired difference to the best baseline there)",
+         ["method", "AUC [95% CI]", "ΔAUC vs best baseline [95% CI]", "AUC (full test)",
+          *(f"{x}@{k}" for x in ("Hit", "NDCG") for k in KS), "NDCG@10 (LLM lists) [95% CI]",
+          "ΔNDCG@10 vs best baseline [95% CI]"], main),
         (f"Table II: ablation (AUC on the {n['test']} test samples; NDCG@10 on the LLM's "
-         f"{n['ranking_positives_llm']} lists; BLEU-4 (sacrebleu 13a) / ROUGE-L / faithfulness of generated "
-         "explanations against the reference explanations)",
-         ["variant", "AUC", "NDCG@10", "BLEU-4", "ROUGE-L", "faithfulness", "explanations citing an attribute"],
-         [[label, _fmt(v.get("test_auc")), _fmt(v.get("ndcg@10")), _fmt(v.get("bleu4")), _fmt(v.get("rouge_l")),
-           _fmt(v.get("faithfulness")),
-           f"{v['explanations_citing']}/{v['explanations_n']}" if v.get("explanations_n") else "-"]
-          for label, key in (("ExplainRec (preference attribution)", EXPLAINREC),
-                             ("w/o preference attribution", ABLATION), ("w/o explanations (TALLRec)", LLM))
-          for v in [methods.get(key, {})]]),
-        (f"Table III: cold start (AUC; same {n['new_user']} new-user / {n['new_item']} new-item samples; full sets "
-         "for the baselines)", ["method", "new users", "new items", "new users (full)", "new items (full)"], cold),
+         f"{n['ranking_positives_llm']} lists; Δ: paired difference to the full model on the same samples / lists; "
+         "BLEU-4 (sacrebleu 13a) / ROUGE-L / faithfulness of generated explanations; stance: share of explanations "
+         "arguing against their own answer)",
+         ["variant", "AUC [95% CI]", "ΔAUC vs full [95% CI]", "NDCG@10 [95% CI]", "ΔNDCG@10 vs full [95% CI]",
+          "BLEU-4", "ROUGE-L", "faithfulness", "stance contradicts answer", "explanations citing an attribute"],
+         ablation),
+        (f"Table III: cold start (AUC with 95% interval and paired difference to the best baseline; same "
+         f"{n['new_user']} new-user / {n['new_item']} new-item samples; full sets for the baselines, mean ± std)",
+         ["method", "new users [95% CI]", "Δ vs best", "new items [95% CI]", "Δ vs best", "new users (full)",
+          "new items (full)"], cold),
         ("Table IV: efficiency (training s; inference ms per sample; peak memory MB, LLM only)",
          ["method", "training time (s)", "inference (ms/sample)", "peak memory (MB)"], eff),
     ]
@@ -177,68 +344,42 @@ def _html_table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _save(fig, target: Path) -> Path:
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return target
-
-
-def plot_roc(root: Path, target: Path) -> Path:
-    """ROC curves on the shared test subset: the LLM and each baseline's seed-0 model."""
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
-    llm = pl.read_parquet(root / paths.REC_SCORES).filter(pl.col("set") == "test")
+def _figures(root: Path, metrics: dict) -> list[Path]:
+    llm = pl.read_parquet(root / paths.REC_SCORES).filter(pl.col("set") == "test").sort("sample_id")
     curves = {LLM: (llm["label"].to_numpy(), llm["p_yes"].to_numpy())}
-    base = pl.read_parquet(root / paths.BASELINE_SCORES).filter(pl.col("set") == "test")
-    for method in base["method"].unique(maintain_order=True):
-        part = base.filter((pl.col("method") == method) & (pl.col("seed") == base["seed"].min()))
+    base = _baseline_rows(pl.read_parquet(root / paths.BASELINE_SCORES), "auc").filter(pl.col("set") == "test")
+    for (method,), part in base.group_by("method", maintain_order=True):  # each baseline's first seed
+        part = part.filter(pl.col("seed") == part["seed"].min())
         curves[method] = (part["label"].to_numpy(), part["score"].to_numpy())
-    for name, (labels, scores) in curves.items():
-        fpr, tpr, _ = roc_curve(labels, scores)
-        ax.plot(fpr, tpr, label=name, linewidth=2 if name == LLM else 1)
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC, test subset (n={len(llm)})")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, target)
+    intervals: dict[str, dict] = {name: {} for name in SETS}
+    for method, v in metrics["methods"].items():
+        for name, f in v.get("sets", {}).items():
+            if f["auc"] is not None and f["auc_ci95"][0] is not None:
+                intervals[name][method] = (f["auc"], *f["auc_ci95"])
+    figures = [plot_roc(curves, root / paths.FIGURES / "roc_test.png", highlight=LLM),
+               plot_auc_intervals(intervals, root / paths.FIGURES / "auc_by_method.png")]
+    training = root / paths.FIGURES / "rec_adapter_training.png"
+    return figures + [training] if training.is_file() else figures
 
 
-def plot_bars(metrics: dict, target: Path) -> Path:
-    """AUC per method and set, with the standard deviation over seeds as error bars."""
-    sets = ("test", "new_user", "new_item")
-    methods = list(metrics["methods"])
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
-    width = 0.8 / len(sets)
-    for i, name in enumerate(sets):
-        values = [metrics["methods"][m].get(f"{name}_auc") for m in methods]
-        means = [v["mean"] if isinstance(v, dict) else (v or np.nan) for v in values]
-        stds = [v["std"] if isinstance(v, dict) else 0 for v in values]
-        ax.bar(np.arange(len(methods)) + i * width, means, width, yerr=stds, label=name, capsize=2)
-    ax.axhline(0.5, color="grey", linestyle=":")
-    ax.set_xticks(np.arange(len(methods)) + width, methods, rotation=20, fontsize=8)
-    ax.set(ylabel="AUC", ylim=(0.3, 1.0), title="AUC per method (mean ± std over seeds)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, target)
-
-
-def write_report(cfg: Config, root: Path) -> dict:
+def write_report(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
     """reports/evaluation.md and the self-contained reports/evaluation.html; returns the metrics, which the
     pipeline writes to reports/metrics.json (the step's metrics file)."""
-    metrics = collect_metrics(cfg, root)
-    figures = [plot_roc(root, root / paths.FIGURES / "roc_test.png"),
-               plot_bars(metrics, root / paths.FIGURES / "auc_by_method.png")]
-    training = root / paths.FIGURES / "rec_adapter_training.png"
-    if training.is_file():
-        figures.append(training)
+    metrics = collect_metrics(cfg, root, upstream)
+    figures = _figures(root, metrics)
     title = f"ExplainRec evaluation: {metrics['dataset']}"
     intro = (f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Split: {metrics['split']}. "
              f"Base model: {metrics['methods'][LLM]['base_model']}. Seeds: {metrics['seeds']}. "
-             f"{metrics['notes']}")
+             f"{metrics['notes']} Intervals: {metrics['bootstrap']['method']}, "
+             f"{metrics['bootstrap']['resamples']} resamples, seed {metrics['bootstrap']['seed']}.")
     tables = _tables(metrics) + _examples(root)
+    sentences = [_sentence(c) for c in metrics["comparisons"]]
+    pairs_caption = ("Paired comparisons (A - B on the same samples / lists, 95% interval; \"better\"/\"worse\" only "
+                     "when the interval excludes 0)")
     md = [f"# {title}", "", intro, ""]
     for caption, headers, rows in tables:
         md += [f"## {caption}", "", _md_table(headers, rows), ""]
+    md += [f"## {pairs_caption}", "", *(f"- {s}" for s in sentences), ""]
     md += ["## Figures", ""] + [f"![{f.stem}](figures/{f.name})" for f in figures] + [""]
     with atomic_path(root / paths.EVALUATION_MD) as tmp:
         tmp.write_text("\n".join(md), encoding="utf-8")
@@ -246,6 +387,8 @@ def write_report(cfg: Config, root: Path) -> dict:
                      f'{base64.b64encode(f.read_bytes()).decode()}"><figcaption>{f.stem}</figcaption></figure>'
                      for f in figures)
     body = "".join(f"<h2>{html.escape(c)}</h2>{_html_table(h, r)}" for c, h, r in tables)
+    body += f"<h2>{html.escape(pairs_caption)}</h2><ul>" + "".join(
+        f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>"
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
              "img{max-width:100%}figure{display:inline-block;margin:0 1em 1em 0}")

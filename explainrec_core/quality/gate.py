@@ -1,6 +1,6 @@
-"""The quality gate: run the suites on the tables in a folder and report, readably, what failed.
+"""The quality gates: run the suites on the tables and report, readably, what failed.
 
-Used by the Dagster asset checks (blocking), the DVC `validate` stage and `explainrec data validate`.
+Used by the Dagster asset checks (blocking), the DVC `validate*` stages and `explainrec data validate`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import polars as pl
 
 from explainrec_core.config import Config
 from explainrec_core.errors import DataError
-from explainrec_core.quality import suites
+from explainrec_core.quality import suites, training_suites
 
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
 
@@ -125,6 +125,34 @@ def check_alpaca_data(cfg: Config, files: Files) -> SuiteResult:
                      suites.alpaca_suite())
 
 
+def check_rec_prompts(cfg: Config, files: Files) -> SuiteResult:
+    text = ("prompt",)
+    frame = training_suites.prompts_frame(pl.read_parquet(files["rec_prompts"]), _sample_splits(files), text)
+    return run_suite("rec_prompts", files["rec_prompts"], frame, training_suites.prompts_suite(text))
+
+
+def check_explain_prompts(cfg: Config, files: Files) -> SuiteResult:
+    text = ("prompt", "prompt_plain")
+    frame = training_suites.prompts_frame(pl.read_parquet(files["explain_prompts"]), _sample_splits(files), text)
+    return run_suite("explain_prompts", files["explain_prompts"], frame, training_suites.prompts_suite(text))
+
+
+def check_item_attributes(cfg: Config, files: Files) -> SuiteResult:
+    item_ids = pl.read_parquet(files["items"], columns=["item_id"])["item_id"].to_list()
+    return run_suite("item_attributes", files["item_attributes"],
+                     pl.read_parquet(files["item_attributes"]).to_pandas(),
+                     training_suites.item_attributes_suite(cfg, item_ids))
+
+
+def check_cross_domain_sets(cfg: Config, files: Files) -> SuiteResult:
+    frame = training_suites.cross_domain_frame(pl.read_parquet(files["cross_domain_sets"]), cfg)
+    return run_suite("cross_domain_sets", files["cross_domain_sets"], frame, training_suites.cross_domain_suite(cfg))
+
+
+def _sample_splits(files: Files) -> pl.DataFrame:
+    return pl.read_parquet(files["samples"], columns=["sample_id", "split"])
+
+
 # Artefact name -> its check. The names are the Dagster asset keys the checks attach to.
 CHECKS: dict[str, Callable[[Config, Files], SuiteResult]] = {
     "interactions": check_interactions,
@@ -133,8 +161,13 @@ CHECKS: dict[str, Callable[[Config, Files], SuiteResult]] = {
     "samples": check_samples,
     "cold_start_sets": check_cold_start_sets,
     "alpaca_data": check_alpaca_data,
+    "rec_prompts": check_rec_prompts,
+    "explain_prompts": check_explain_prompts,
+    "item_attributes": check_item_attributes,
+    "cross_domain_sets": check_cross_domain_sets,
 }
-TABLES = ("interactions", "items", "users", "samples", "cold_start_sets")  # what lives in the processed folder
+TABLES = ("interactions", "items", "users", "samples", "cold_start_sets", "item_attributes",
+          "cross_domain_sets")  # what lives in the processed folder
 
 
 def validate_folder(cfg: Config, folder: str | Path) -> list[SuiteResult]:

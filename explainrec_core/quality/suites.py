@@ -86,7 +86,8 @@ def samples_frame(samples: pl.DataFrame, cfg: Config) -> pd.DataFrame:
             pl.col("history_item_ids").list.len().alias("history_len"),
             (pl.col("history_item_ids").list.len() == pl.col("history_ratings").list.len())
             .alias("history_aligned"),
-            (pl.col("history_end_timestamp") <= pl.col("timestamp")).alias("history_before_target"),
+            # strictly: a rating at the target's second is not before it (see data/samples.py)
+            (pl.col("history_end_timestamp") < pl.col("timestamp")).fill_null(True).alias("history_before_target"),
             pl.col("split").replace_strict(rank, default=None, return_dtype=pl.Int8).alias("split_rank"),
             ((pl.col("rating") > cfg.samples.like_threshold).cast(pl.Int8) == pl.col("label"))
             .alias("label_matches_rating"),

@@ -7,6 +7,7 @@ sets, and Hit@K / NDCG@K of each liked test target ranked against the same 99 sa
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -14,12 +15,13 @@ import numpy as np
 import polars as pl
 
 from explainrec_core import paths
-from explainrec_core.baselines.base import TrainingData
-from explainrec_core.baselines.registry import BASELINES
+from explainrec_core.baselines.base import Recommender, TrainingData
+from explainrec_core.baselines.registry import BASELINES, PROTOCOLS, build_baseline
 from explainrec_core.config import Config
 from explainrec_core.errors import ConfigError
 from explainrec_core.evaluation.prefix_scoring import candidate_suffix, rec_prompt_parts, score_shared_prefix
-from explainrec_core.evaluation.ranking import build_candidates, collect_scores, expand_candidates, ranking_metrics
+from explainrec_core.evaluation.ranking import (build_candidates, collect_scores, expand_candidates, llm_lists,
+                                                positive_ranks, ranking_metrics)
 from explainrec_core.evaluation.report import mean_std, write_report
 from explainrec_core.evaluation.scoring import auc
 from explainrec_core.io import write_parquet
@@ -39,24 +41,64 @@ def run_ranking_candidates(cfg: Config, root: Path) -> dict:
             "candidates_per_positive": 1 + cfg.ranking.n_negatives, "seed": cfg.ranking.seed}
 
 
-def _build_baseline(name: str, overrides: dict):
+def _build_baseline(name: str, protocol: str, cfg: Config) -> Recommender:
+    """The baseline tuned for `protocol`, with the overrides of params.yaml for that protocol."""
     if name not in BASELINES:
         raise ConfigError(f"baselines.methods: unknown method {name!r}; known: {sorted(BASELINES)}")
-    model = BASELINES[name]()
+    key = "hyperparameters" if protocol == "auc" else "ranking_hyperparameters"
     try:
-        model.config = dataclasses.replace(model.config, **overrides)
+        return build_baseline(name, protocol, getattr(cfg.baselines, key).get(name, {}))
     except TypeError as exc:  # an unknown field name
-        raise ConfigError(f"baselines.hyperparameters.{name}: {exc}") from None
-    return model
+        raise ConfigError(f"baselines.{key}.{name}: {exc}") from None
+
+
+def _fit_per_protocol(method: str, cfg: Config, data: TrainingData, seed: int) -> dict[str, tuple[Recommender, float]]:
+    """protocol -> (fitted model, fit seconds); one fit serves both protocols when their settings are equal."""
+    fitted: dict[str, tuple[Recommender, float]] = {}
+    for protocol in PROTOCOLS:
+        model = _build_baseline(method, protocol, cfg)
+        same = next((fit for fit in fitted.values() if fit[0].config == model.config), None)
+        fitted[protocol] = same or (model, model.fit(data, seed).get("seconds"))
+    return fitted
+
+
+def _score_auc_sets(model: Recommender, sets: dict[str, pl.DataFrame],
+                    llm_subset: pl.DataFrame) -> tuple[dict, list[pl.DataFrame]]:
+    """AUC of every set (all samples, and the LLM's seeded subset) and the scores of that subset."""
+    row, scored, start = {}, [], time.perf_counter()
+    for name, frame in sets.items():
+        scores = model.score(frame)
+        row[f"{name}_auc"] = auc(frame["label"].to_numpy(), scores)
+        keep = llm_subset.filter(pl.col("set") == name)["sample_id"].implode()
+        mask = frame["sample_id"].is_in(keep).to_numpy()
+        scored.append(frame.filter(mask).select("sample_id", "label").with_columns(
+            pl.lit(name).alias("set"), pl.Series("score", scores[mask])))
+        row[f"{name}_auc_llm_subset"] = auc(frame.filter(mask)["label"].to_numpy(), scores[mask])
+    row["ms_per_sample"] = 1e3 * (time.perf_counter() - start) / sum(f.height for f in sets.values())
+    return row, scored
+
+
+def _rank_lists(model: Recommender, candidates: pl.DataFrame, expanded: pl.DataFrame,
+                in_llm: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Hit@K / NDCG@K / MRR on every list and on the LLM's lists, and the positive's rank in each list."""
+    start = time.perf_counter()
+    grid = collect_scores(expanded, model.score(expanded), candidates["candidates"].list.len()[0])
+    row = {"ms_per_sample": 1e3 * (time.perf_counter() - start) / max(expanded.height, 1)}
+    row.update({f"rank_{k}": v for k, v in ranking_metrics(grid).items()})
+    row.update({f"rank_llm_subset_{k}": v for k, v in ranking_metrics(grid[in_llm]).items()})
+    return row, positive_ranks(grid)
 
 
 def run_baselines(cfg: Config, root: Path) -> dict:
-    """Fit every baseline once per seed; score the test and cold-start samples and the ranking candidates."""
+    """Fit every baseline per seed and protocol; score the test and cold-start samples with the AUC-tuned fit and
+    the ranking candidates with the ranking-tuned one.
+
+    Results have one row per (method, seed, protocol): "auc" rows hold the AUC columns, "ranking" rows the rank_
+    columns (the other protocol's columns are null). fit_seconds is the training alone (no validation)."""
     samples, cold = read_processed(cfg, root, "samples"), read_processed(cfg, root, "cold_start_sets")
     data = TrainingData.from_tables(samples, read_processed(cfg, root, "interactions"),
                                     read_processed(cfg, root, "items"),
                                     cfg.samples.like_threshold)
-    valid = samples.filter(pl.col("split") == "valid")
     sets = {"test": samples.filter(pl.col("split") == "test"),
             **{name: samples.join(cold.filter(pl.col("set") == name).select("sample_id"), on="sample_id")
                for name in ("new_user", "new_item")}}
@@ -65,51 +107,51 @@ def run_baselines(cfg: Config, root: Path) -> dict:
         "set", "sample_id")
     candidates = pl.read_parquet(root / paths.RANKING_CANDIDATES)
     expanded = expand_candidates(candidates)
-    n_candidates = 1 + cfg.ranking.n_negatives
-    llm_ranked = set(candidates["sample_id"].head(cfg.ranking.llm_positives).to_list())
+    in_llm = candidates["sample_id"].is_in(
+        llm_lists(candidates, cfg.ranking.llm_positives)["sample_id"].implode()).to_numpy()
 
-    results, subset_scores = [], []
+    results, subset_scores, list_ranks = [], [], []
     runs = [(m, s) for m in cfg.baselines.methods for s in cfg.baselines.seeds]
     with progress_bar(len(runs), "baselines: fit and score") as advance:
         for method, seed in runs:
-            model = _build_baseline(method, cfg.baselines.hyperparameters.get(method, {}))
-            fit_stats = model.fit(data, seed, valid)
-            row = {"method": method, "seed": seed, "fit_seconds": fit_stats.get("seconds")}
-            start = time.perf_counter()
-            for name, frame in sets.items():
-                scores = model.score(frame)
-                row[f"{name}_auc"] = auc(frame["label"].to_numpy(), scores)
-                keep = llm_subset.filter(pl.col("set") == name)["sample_id"].implode()
-                mask = frame["sample_id"].is_in(keep).to_numpy()
-                subset_scores.append(frame.filter(mask).select("sample_id", "label").with_columns(
-                    pl.lit(method).alias("method"), pl.lit(seed).alias("seed"), pl.lit(name).alias("set"),
-                    pl.Series("score", scores[mask])))
-                row[f"{name}_auc_llm_subset"] = auc(frame.filter(mask)["label"].to_numpy(), scores[mask])
-            row["ms_per_sample"] = 1e3 * (time.perf_counter() - start) / sum(f.height for f in sets.values())
-            grid = collect_scores(expanded, model.score(expanded), n_candidates)
-            row.update({f"rank_{k}": v for k, v in ranking_metrics(grid).items()})
-            in_llm = candidates["sample_id"].is_in(list(llm_ranked)).to_numpy()
-            row.update({f"rank_llm_subset_{k}": v for k, v in ranking_metrics(grid[in_llm]).items()})
-            results.append(row)
-            advance(1, info=f"{method} seed {seed}: test AUC {row['test_auc']:.3f}")
-    table = pl.DataFrame(results)
+            fitted = _fit_per_protocol(method, cfg, data, seed)
+            key = {"method": method, "seed": seed}
+            (auc_model, auc_seconds), (rank_model, rank_seconds) = fitted["auc"], fitted["ranking"]
+            auc_row, scored = _score_auc_sets(auc_model, sets, llm_subset)
+            results.append({**key, "protocol": "auc", "fit_seconds": auc_seconds, **auc_row})
+            subset_scores += [frame.with_columns(pl.lit(method).alias("method"), pl.lit(seed).alias("seed"))
+                              for frame in scored]
+            rank_row, ranks = _rank_lists(rank_model, candidates, expanded, in_llm)
+            results.append({**key, "protocol": "ranking", "fit_seconds": rank_seconds, **rank_row})
+            # per-list ranks, so the report can pair NDCG@K with other methods' on the same lists
+            list_ranks.append(pl.DataFrame({**key, "protocol": "ranking", "sample_id": candidates["sample_id"],
+                                            "rank": ranks}))
+            advance(1, info=f"{method} seed {seed}: test AUC {auc_row['test_auc']:.3f}, "
+                            f"NDCG@10 {rank_row['rank_ndcg@10']:.3f}")
+    table = pl.from_dicts(results, infer_schema_length=None)
     write_parquet(table, root / paths.BASELINE_RESULTS)
-    write_parquet(pl.concat(subset_scores).select("method", "seed", "set", "sample_id", "label", "score"),
+    write_parquet(pl.concat(subset_scores).select("method", "seed", pl.lit("auc").alias("protocol"), "set",
+                                                  "sample_id", "label", "score"),
                   root / paths.BASELINE_SCORES)
+    write_parquet(pl.concat(list_ranks), root / paths.BASELINE_RANKING)
+    by_protocol = {p: table.filter(pl.col("protocol") == p) for p in PROTOCOLS}
     return {"methods": list(cfg.baselines.methods), "seeds": list(cfg.baselines.seeds),
-            **{metric: {m: mean_std(table.filter(pl.col("method") == m), column) for m in cfg.baselines.methods}
-               for metric, column in (("test_auc", "test_auc"), ("ndcg@10", "rank_ndcg@10"))},
-            "hyperparameters": {m: dataclasses.asdict(_build_baseline(m, cfg.baselines.hyperparameters.get(m, {}))
-                                                      .config) for m in cfg.baselines.methods}}
+            **{metric: {m: mean_std(by_protocol[protocol].filter(pl.col("method") == m), column)
+                        for m in cfg.baselines.methods}
+               for metric, protocol, column in (("test_auc", "auc", "test_auc"),
+                                                ("ndcg@10", "ranking", "rank_ndcg@10"))},
+            "hyperparameters": {p: {m: dataclasses.asdict(_build_baseline(m, p, cfg).config)
+                                    for m in cfg.baselines.methods} for p in PROTOCOLS}}
 
 
 def run_llm_ranking(cfg: Config, root: Path) -> dict:
-    """The rec adapter ranks the first `llm_positives` candidate lists, sharing each user's prompt prefix."""
+    """The rec adapter ranks `llm_positives` candidate lists (the seeded draw of `llm_lists`), sharing each list's
+    prompt prefix."""
     info, model, tokenizer = load_base(root)
     model = adapters.load_adapter(model, root / paths.REC_ADAPTER)
     items = read_processed(cfg, root, "items")
     titles = {r["item_id"]: quote_item(r["title"], r["year"]) for r in items.iter_rows(named=True)}
-    candidates = pl.read_parquet(root / paths.RANKING_CANDIDATES).head(cfg.ranking.llm_positives)
+    candidates = llm_lists(pl.read_parquet(root / paths.RANKING_CANDIDATES), cfg.ranking.llm_positives)
     rows, start = [], time.perf_counter()
     with progress_bar(candidates.height, "llm_ranking: shared-prefix scoring") as advance:
         for r in candidates.iter_rows(named=True):
@@ -130,5 +172,10 @@ def run_llm_ranking(cfg: Config, root: Path) -> dict:
 
 
 def run_evaluation_report(cfg: Config, root: Path) -> dict:
-    """Writes the markdown and HTML report; returns reports/metrics.json's content (method -> metric)."""
-    return write_report(cfg, root)
+    """Writes the markdown and HTML report; returns reports/metrics.json's content (method -> metric).
+
+    The report reads the statistics of upstream steps; they are read here and handed over, so the report module
+    knows nothing of the pipeline (data flows one way)."""
+    upstream = {name: json.loads((root / rel).read_text()) if (root / rel).is_file() else {}
+                for name, rel in paths.STEP_METRICS.items()}
+    return write_report(cfg, root, upstream)

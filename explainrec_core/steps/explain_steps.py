@@ -18,13 +18,15 @@ import polars as pl
 from explainrec_core import paths
 from explainrec_core.attribution.attributes import attribute_stats, item_attributes
 from explainrec_core.attribution.builder import ContextBuilder
-from explainrec_core.attribution.explanations import faithfulness, parse_citations, review_reference
+from explainrec_core.attribution.explanations import parse_citations, review_reference
+from explainrec_core.attribution.faithfulness import faithfulness, stance_agreement
 from explainrec_core.attribution.preferences import user_preference_table
-from explainrec_core.attribution.prompting import fit_prompt, prompt_parts
+from explainrec_core.attribution.prompting import fit_explained_prompt, prompt_parts
+from explainrec_core.attribution.response_text import clean_response, complete_sentences, split_answer
 from explainrec_core.config import Config
 from explainrec_core.evaluation.generation import generate
 from explainrec_core.evaluation.prefix_scoring import score_shared_prefix
-from explainrec_core.evaluation.ranking import ranking_metrics
+from explainrec_core.evaluation.ranking import llm_lists, ranking_metrics
 from explainrec_core.evaluation.scoring import auc, score_yes
 from explainrec_core.evaluation.text_metrics import explanation_scores
 from explainrec_core.io import write_parquet
@@ -93,13 +95,14 @@ def run_explain_prompts(cfg: Config, root: Path) -> dict:
     rows = {}
     for r in samples.iter_rows(named=True):
         ctx = builder.build(r["history_item_ids"], r["history_ratings"], r["item_id"])
-        response = ctx.reference(r["label"], a.max_cited)
-        budget = cfg.explain_training.cutoff - count(response) - 1  # the response and EOS are never cut
-        fitted = fit_prompt(ctx, True, a.reasons_per_item, count, budget, builder.rebuild(ctx))
+        review = reviews.get(r["sample_id"])
+        # The budget keeps room for the longer of the two possible responses (and EOS), never the label's own:
+        # a prompt that lost more history when its answer was "No." would tell a model the label.
+        fitted = fit_explained_prompt(ctx, review, a.reasons_per_item, a.max_cited, count, cfg.llm_training.cutoff,
+                                      builder.rebuild(ctx))
         shown = fitted.context
         # The reference is rebuilt from the history actually shown, so it only cites what the prompt shows.
-        response = review_reference(r["label"], reviews.get(r["sample_id"])) or shown.reference(r["label"],
-                                                                                                  a.max_cited)
+        response = review_reference(r["label"], review) or shown.reference(r["label"], a.max_cited)
         plain_prefix, plain_suffix = prompt_parts(shown, False, a.reasons_per_item)
         rows[r["sample_id"]] = {"prompt": fitted.prompt, "prompt_plain": plain_prefix + plain_suffix,
                                 "response": response, "n_history_dropped": fitted.n_history_dropped,
@@ -138,7 +141,7 @@ def _train_variant(cfg: Config, root: Path, variant: str) -> dict:
     examples, skipped = [], 0
     for prompt, response in zip(train_rows[column], train_rows["response"], strict=True):
         example = encode_explained(tokenizer, prompt, response, answer_ids)
-        if len(example.input_ids) > cfg.explain_training.cutoff:
+        if len(example.input_ids) > cfg.llm_training.cutoff:
             skipped += 1
         else:
             examples.append(example)
@@ -146,11 +149,11 @@ def _train_variant(cfg: Config, root: Path, variant: str) -> dict:
     evaluate = _scorer(tokenizer, answer_ids, valid_rows[column].to_list(), valid_rows["label"].to_list(),
                        cfg.evaluation.batch_size)
     name = "explain_adapter" if variant == "attributed" else "explain_adapter_ablation"
-    ckpt = _checkpoint_dir(root, name, info, cfg.explain_training, cfg.attribution.loss,
+    ckpt = _checkpoint_dir(root, name, info, cfg.llm_training, cfg.attribution.loss,
                            _sha256(root / paths.EXPLAIN_PROMPTS), column,
                            _sha256(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
-    loss_fn = make_joint_loss(cfg.attribution.loss, answer_ids["Yes"], answer_ids["No"])
-    result = _fit(name, lora_model, tokenizer, examples, cfg.explain_training, ckpt, evaluate=evaluate,
+    loss_fn = make_joint_loss(cfg.attribution.loss, tokenizer, answer_ids)
+    result = _fit(name, lora_model, tokenizer, examples, cfg.llm_training, ckpt, evaluate=evaluate,
                   loss_fn=loss_fn)
     card = {"name": name,
             "description": ("Preference-attributed recommender: answers Yes./No. and explains why, trained with the "
@@ -160,13 +163,13 @@ def _train_variant(cfg: Config, root: Path, variant: str) -> dict:
             "data": {"file": paths.EXPLAIN_PROMPTS, "sha256": _sha256(root / paths.EXPLAIN_PROMPTS),
                      "train_examples": len(examples), "valid_samples": valid_rows.height,
                      "skipped_longer_than_cutoff": skipped},
-            "lora": _as_dict(cfg.lora), "training": _as_dict(cfg.explain_training),
+            "lora": _as_dict(cfg.lora), "training": _as_dict(cfg.llm_training),
             "loss_weights": _as_dict(cfg.attribution.loss),
             "metrics": {"best_valid_auc": result.best_metric, "best_step": result.best_step,
                         "valid_auc_by_step": result.evals}}
     summary = _finish(name, target, lora_model, result, card, root, ckpt, model)
     return {**summary, "examples": len(examples), "skipped_longer_than_cutoff": skipped,
-            "valid_auc": result.best_metric}
+            "valid_auc": result.best_metric, "own_explanations_generated": loss_fn.generated}
 
 
 def run_explain_adapter(cfg: Config, root: Path) -> dict:
@@ -178,9 +181,9 @@ def run_explain_adapter_ablation(cfg: Config, root: Path) -> dict:
 
 
 def _rank(root: Path, cfg: Config, model, tokenizer, answer_ids, builder: ContextBuilder,
-          attributed: bool) -> np.ndarray:
+          attributed: bool) -> tuple[list[int], np.ndarray]:
     """Shared-prefix P(Yes) for the first `ranking.llm_positives` candidate lists (the lists llm_ranking ranks)."""
-    candidates = pl.read_parquet(root / paths.RANKING_CANDIDATES).head(cfg.ranking.llm_positives)
+    candidates = llm_lists(pl.read_parquet(root / paths.RANKING_CANDIDATES), cfg.ranking.llm_positives)
     a, grid = cfg.attribution, []
     with progress_bar(candidates.height, f"explain_evaluation: ranking ({'with' if attributed else 'w/o'} "
                                          "attribution)") as advance:
@@ -191,12 +194,15 @@ def _rank(root: Path, cfg: Config, model, tokenizer, answer_ids, builder: Contex
             grid.append(score_shared_prefix(model, tokenizer, prefix, suffixes, answer_ids,
                                             batch_size=cfg.evaluation.batch_size * 4))
             advance(1)
-    return np.array(grid)
+    return candidates["sample_id"].to_list(), np.array(grid)
 
 
 def run_explain_evaluation(cfg: Config, root: Path) -> dict:
     """For both variants: AUC (test; cold-start sets for the attributed model), NDCG@K on the LLM's candidate lists,
-    and BLEU-4, ROUGE-L and faithfulness of generated explanations for `attribution.explain_samples` test samples."""
+    and, for `attribution.explain_samples` test samples, the generated explanations (stopped after one sentence,
+    template markers stripped): BLEU-4, ROUGE-L, faithfulness with what the citations rest on, how often the
+    explanation's stance contradicts its answer (attribution/faithfulness.py), and how many ran out of tokens
+    before their sentence ended (`unfinished`)."""
     info, base, tokenizer = load_base(root)
     answer_ids = info["answer_token_ids"]
     prompts = pl.read_parquet(root / paths.EXPLAIN_PROMPTS)
@@ -205,7 +211,11 @@ def run_explain_evaluation(cfg: Config, root: Path) -> dict:
     n_explain = cfg.attribution.explain_samples
     test = prompts.filter(pl.col("set") == "test").sort("sample_id")
     explain_rows = test.head(n_explain) if n_explain > 0 else test
-    contexts = {r["sample_id"]: builder.build(r["history_item_ids"], r["history_ratings"], r["item_id"])
+    dropped = dict(explain_rows.select("sample_id", "n_history_dropped").iter_rows())
+    # The history the prompt shows (its oldest items may have been dropped to fit the cutoff): what an explanation
+    # can honestly draw on, so what its citations and stance are checked against.
+    contexts = {r["sample_id"]: builder.build(r["history_item_ids"][dropped[r["sample_id"]]:],
+                                              r["history_ratings"][dropped[r["sample_id"]]:], r["item_id"])
                 for r in samples.join(explain_rows.select("sample_id"), on="sample_id").iter_rows(named=True)}
     metrics: dict = {}
     score_frames, explanation_frames, ranking_rows = [], [], []
@@ -228,18 +238,23 @@ def run_explain_evaluation(cfg: Config, root: Path) -> dict:
         m["scoring_samples_per_s"] = round(unique.height / seconds, 3)
 
         with progress_bar(explain_rows.height, f"explain_evaluation: generating {variant}") as advance:
-            generated = generate(model, tokenizer, explain_rows[column].to_list(), cfg.attribution.max_new_tokens,
-                                 cfg.evaluation.batch_size, on_batch=advance)
+            raw = generate(model, tokenizer, explain_rows[column].to_list(), cfg.attribution.max_new_tokens,
+                           cfg.evaluation.batch_size, on_batch=advance)
+        generated = [clean_response(text) for text in raw]  # what a person reads: answer + one sentence
         ctx = [contexts[s] for s in explain_rows["sample_id"]]
         m["explanations"] = {**explanation_scores(generated, explain_rows["response"].to_list()),
                              **faithfulness(ctx, generated, builder.vocabulary),
+                             **stance_agreement(ctx, generated, builder.vocabulary),
+                             "unfinished": sum(complete_sentences(text) == 0 for text in raw),
                              "answer_agrees_with_p_yes": _agreement(generated, explain_rows["sample_id"], scores)}
         explanation_frames.append(explain_rows.select("sample_id", "user_id", "item_id", "label", "response")
-                                  .with_columns(pl.lit(variant).alias("variant"), pl.Series("generated", generated)))
-        grid = _rank(root, cfg, model, tokenizer, answer_ids, builder, variant == "attributed")
+                                  .with_columns(pl.lit(variant).alias("variant"), pl.Series("generated", generated),
+                                                pl.Series("generated_raw", raw)))
+        list_ids, grid = _rank(root, cfg, model, tokenizer, answer_ids, builder, variant == "attributed")
         m["ranking"] = ranking_metrics(grid)
         m["ranking"]["lists"] = int(grid.shape[0])
-        ranking_rows += [{"variant": variant, "list": i, "scores": row.tolist()} for i, row in enumerate(grid)]
+        ranking_rows += [{"variant": variant, "list": i, "sample_id": sample_id, "scores": row.tolist()}
+                         for i, (sample_id, row) in enumerate(zip(list_ids, grid, strict=True))]
         metrics[variant] = m
     write_parquet(pl.concat(score_frames).select("variant", "set", "sample_id", "label", "p_yes"),
                   root / paths.EXPLAIN_SCORES)
@@ -251,6 +266,6 @@ def run_explain_evaluation(cfg: Config, root: Path) -> dict:
 def _agreement(generated: list[str], sample_ids: pl.Series, scores: pl.DataFrame) -> float | None:
     """Share of generated responses whose answer word matches P(Yes) >= 0.5 (answer and score consistency)."""
     p = dict(scores.unique("sample_id").select("sample_id", "p_yes").iter_rows())
-    pairs = [(text.split(".", 1)[0].strip(), p[s]) for text, s in zip(generated, sample_ids, strict=True)]
+    pairs = [(split_answer(text)[0], p[s]) for text, s in zip(generated, sample_ids, strict=True)]
     answered = [(a == "Yes", score >= 0.5) for a, score in pairs if a in ("Yes", "No")]
     return sum(x == y for x, y in answered) / len(answered) if answered else None

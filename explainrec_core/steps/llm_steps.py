@@ -137,11 +137,24 @@ def run_rec_prompts(cfg: Config, root: Path) -> dict:
         frame = frame.sort("sample_id")
         return frame.sample(n=n, seed=rp.seed).sort("sample_id") if 0 < n < frame.height else frame
 
+    def pick_cold(members: pl.DataFrame, test_ids: pl.Series, n: int) -> pl.DataFrame:
+        """A uniform random n-subset of a cold-start set that reuses the test subset's members first: those are a
+        uniform random subset already, topped up at random from the rest, so the subset stays uniform while most
+        cold-start prompts are scored once for both sets (new users are ~86% of ML-100K's test split)."""
+        if not 0 < n < members.height:
+            return members.sort("sample_id")
+        inside = members.filter(pl.col("sample_id").is_in(test_ids.implode()))
+        if inside.height >= n:
+            return pick(inside, n)
+        rest = members.filter(~pl.col("sample_id").is_in(test_ids.implode()))
+        return pl.concat([inside, pick(rest, n - inside.height)]).sort("sample_id")
+
+    test_ids = pick(samples.filter(pl.col("split") == "test"), rp.test_samples)["sample_id"]
     chosen = {
         "train": pick(samples.filter(pl.col("split") == "train"), rp.train_samples)["sample_id"],
         "valid": pick(samples.filter(pl.col("split") == "valid"), rp.valid_samples)["sample_id"],
-        "test": pick(samples.filter(pl.col("split") == "test"), rp.test_samples)["sample_id"],
-        **{name: pick(cold.filter(pl.col("set") == name), rp.cold_start_samples)["sample_id"]
+        "test": test_ids,
+        **{name: pick_cold(cold.filter(pl.col("set") == name), test_ids, rp.cold_start_samples)["sample_id"]
            for name in ("new_user", "new_item")},
     }
     titles = {r["item_id"]: quote_item(r["title"], r["year"]) for r in items.iter_rows(named=True)}
@@ -157,7 +170,7 @@ def run_rec_prompts(cfg: Config, root: Path) -> dict:
     for r in rows.iter_rows(named=True):
         history = [(titles[i], rating) for i, rating in zip(r["history_item_ids"], r["history_ratings"], strict=True)]
         built[r["sample_id"]] = build_rec_prompt(history, titles[r["item_id"]], cfg.samples.like_threshold, count,
-                                                 cfg.rec_training.cutoff, response_tokens)
+                                                 cfg.llm_training.cutoff, response_tokens)
     meta = rows.select("sample_id", "user_id", "item_id", "label")
     table = pl.concat([
         meta.filter(pl.col("sample_id").is_in(ids.implode())).with_columns(pl.lit(name).alias("set"))
@@ -195,13 +208,13 @@ def run_rec_adapter(cfg: Config, root: Path) -> dict:
     prompts = pl.read_parquet(root / paths.REC_PROMPTS)
     train_rows, valid_rows = (prompts.filter(pl.col("set") == s) for s in ("train", "valid"))
     examples, skipped = encode_all(tokenizer, zip(train_rows["prompt"], train_rows["response"], strict=True),
-                                   cfg.rec_training.cutoff)
+                                   cfg.llm_training.cutoff)
     lora_model = adapters.load_adapter(model, root / paths.ALPACA_ADAPTER, trainable=True)
     evaluate = _scorer(tokenizer, info["answer_token_ids"], valid_rows["prompt"].to_list(),
                        valid_rows["label"].to_list(), cfg.evaluation.batch_size)
-    ckpt = _checkpoint_dir(root, "rec_adapter", info, cfg.rec_training, _sha256(root / paths.REC_PROMPTS),
+    ckpt = _checkpoint_dir(root, "rec_adapter", info, cfg.llm_training, _sha256(root / paths.REC_PROMPTS),
                            _sha256(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
-    result = _fit("rec_adapter", lora_model, tokenizer, examples, cfg.rec_training, ckpt, evaluate=evaluate)
+    result = _fit("rec_adapter", lora_model, tokenizer, examples, cfg.llm_training, ckpt, evaluate=evaluate)
     card = {"name": "rec_adapter",
             "description": "Stage 2 of the TALLRec recipe: recommendation tuning from the stage-1 adapter "
                            "(answers Yes./No.; P(Yes) from the answer-token logits).",
@@ -209,7 +222,7 @@ def run_rec_adapter(cfg: Config, root: Path) -> dict:
             "data": {"file": paths.REC_PROMPTS, "sha256": _sha256(root / paths.REC_PROMPTS),
                      "train_examples": len(examples), "valid_samples": valid_rows.height,
                      "skipped_longer_than_cutoff": skipped},
-            "lora": _as_dict(cfg.lora), "training": _as_dict(cfg.rec_training),
+            "lora": _as_dict(cfg.lora), "training": _as_dict(cfg.llm_training),
             "metrics": {"best_valid_auc": result.best_metric, "best_step": result.best_step,
                         "valid_auc_by_step": result.evals}}
     summary = _finish("rec_adapter", paths.REC_ADAPTER, lora_model, result, card, root, ckpt, model)

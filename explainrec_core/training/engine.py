@@ -11,6 +11,8 @@ Checkpoint layout (`checkpoint_dir/last/`):
     optimizer.pt              optimizer and LR-scheduler state_dicts
     rng.pt                    python / numpy / torch (and CUDA) RNG states
     trainer_state.json        counters, loss and eval history, best metric, the settings that fix the data order
+    loss_state.json           the state of a stateful `loss_fn` (one with state_dict/load_state_dict), e.g. the
+                              joint loss's cache of generated explanations; only written for such a loss
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from explainrec_core.errors import ExplainRecError
 
 IGNORE_INDEX = -100  # label value the HF causal-LM loss skips (prompt tokens and padding)
 CHECKPOINT_FILES = ("adapter.safetensors", "optimizer.pt", "rng.pt", "trainer_state.json")  # all required
+LOSS_STATE = "loss_state.json"  # only for a stateful loss_fn
 
 
 class CheckpointError(ExplainRecError):
@@ -51,10 +54,9 @@ class CheckpointError(ExplainRecError):
 class Example:
     input_ids: list[int]
     labels: list[int]  # IGNORE_INDEX on prompt tokens: loss on the response only
-    # For the joint explanation loss (training/joint_loss.py): where the answer token sits in input_ids, and the
-    # other answer's token id (the consistency term re-scores the explanation after it). -1 = not used.
+    # For the joint explanation loss (training/joint_loss.py): where the answer token sits in input_ids (the
+    # prompt is everything before it). -1 = not used.
     answer_pos: int = -1
-    flip_answer_id: int = -1
 
 
 @dataclass
@@ -98,12 +100,13 @@ class _State:
 def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id: int,
           checkpoint_dir: Path, evaluate: Callable[[Any], float] | None = None,
           on_step: Callable[[int, float], None] | None = None,
-          loss_fn: Callable[[Any, list[Example], int, torch.device], torch.Tensor] | None = None) -> TrainResult:
+          loss_fn: Callable[..., torch.Tensor] | None = None) -> TrainResult:
     """Fine-tune the trainable (LoRA) weights of `model` in place; resume from `checkpoint_dir/last` if present.
 
     `evaluate(model)` returns a metric where higher is better; with it, the model ends with its best weights.
-    `loss_fn(model, examples, pad_token_id, device)` replaces the causal-LM loss on the labels (e.g. the joint
-    answer + explanation + consistency loss).
+    `loss_fn(model, examples, pad_token_id, device, step=optimizer steps done)` replaces the causal-LM loss on
+    the labels (e.g. the joint answer + explanation + consistency loss). A loss_fn with `state_dict()` (JSON-able)
+    and `load_state_dict()` has that state saved in every checkpoint and restored on resume.
     The model is left in eval mode.
     """
     _check_inputs(examples, cfg)
@@ -143,6 +146,12 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
     if (checkpoint_dir / "last").exists():
         state, best_weights = _load_checkpoint(checkpoint_dir / "last", params, optimizer, scheduler, order)
         resumed_from = state.step
+        if _stateful(loss_fn) and (checkpoint_dir / "last" / LOSS_STATE).is_file():
+            try:
+                loss_fn.load_state_dict(json.loads((checkpoint_dir / "last" / LOSS_STATE).read_text()))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CheckpointError(f"checkpoint {checkpoint_dir / 'last'}: unreadable {LOSS_STATE} "
+                                      f"({type(exc).__name__}: {exc}); delete it to train from scratch") from exc
 
     def run_eval() -> None:
         nonlocal best_weights
@@ -160,7 +169,8 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
     def save() -> None:
         # Under `accelerate launch` every process holds the same weights: the main one writes the checkpoint.
         if accelerator.is_main_process:
-            _save_checkpoint(checkpoint_dir, params, best_weights, optimizer, scheduler, state, order)
+            _save_checkpoint(checkpoint_dir, params, best_weights, optimizer, scheduler, state, order,
+                             loss_fn.state_dict() if _stateful(loss_fn) else None)
         accelerator.wait_for_everyone()
 
     tokens, started = 0, time.perf_counter()
@@ -184,7 +194,8 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
                     if loss_fn is None:
                         loss = wrapped(**_collate([examples[i] for i in idx], pad_token_id, accelerator.device)).loss
                     else:
-                        loss = loss_fn(wrapped, [examples[i] for i in idx], pad_token_id, accelerator.device)
+                        loss = loss_fn(wrapped, [examples[i] for i in idx], pad_token_id, accelerator.device,
+                                       step=state.step)
                     micro_losses.append(loss.detach().float())
                     # backward divides by grad_accum; rescale so a short group averages over its own size.
                     accelerator.backward(loss * (cfg.grad_accum / len(group)))
@@ -229,6 +240,10 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
         train_seconds=train_seconds, tokens=tokens, tokens_per_s=tokens / max(train_seconds, 1e-9),
         peak_memory_mb=_peak_memory_mb(), device=accelerator.device.type,
         mixed_precision=str(accelerator.mixed_precision))
+
+
+def _stateful(loss_fn) -> bool:
+    return hasattr(loss_fn, "state_dict") and hasattr(loss_fn, "load_state_dict")
 
 
 def _check_inputs(examples: Sequence[Example], cfg: TrainConfig) -> None:
@@ -302,7 +317,7 @@ def _recover(checkpoint_dir: Path) -> bool:
 
 
 def _save_checkpoint(checkpoint_dir: Path, params, best_weights, optimizer, scheduler, state: _State,
-                     order: dict) -> None:
+                     order: dict, loss_state: dict | None = None) -> None:
     last, tmp, old = checkpoint_dir / "last", checkpoint_dir / ".last.tmp", checkpoint_dir / ".last.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -312,6 +327,8 @@ def _save_checkpoint(checkpoint_dir: Path, params, best_weights, optimizer, sche
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
     torch.save(_get_rng(), tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({**dataclasses.asdict(state), **order}, indent=1))
+    if loss_state is not None:
+        (tmp / LOSS_STATE).write_text(json.dumps(loss_state))
     for f in tmp.iterdir():  # on disk before the rename makes them "the" checkpoint
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())

@@ -25,8 +25,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from explainrec_core import cli_explain, paths, pipeline
-from explainrec_core.cli_storage import storage_app
+from explainrec_core import paths, pipeline
+from explainrec_core.cli import explain as cli_explain
+from explainrec_core.cli.storage import storage_app
 from explainrec_core.config import DEFAULT_PARAMS, Config, load_config
 from explainrec_core.data import fetch as fetch_mod
 from explainrec_core.data import ingest as ingest_mod
@@ -156,8 +157,23 @@ def data_validate(
 def run(
     step: Annotated[str, typer.Argument(help="Step name (see `explainrec steps`).")],
     params: ParamsOption = DEFAULT_PARAMS,
+    root: Annotated[Path, typer.Option("--root", help="`all` only: the profile's output folder.")] = Path("."),
+    force: Annotated[list[str], typer.Option("--force", help="`all` only: rerun this step even if done.")] = [],  # noqa: B006
+    until: Annotated[str, typer.Option("--until", help="`all` only: stop after this step.")] = "",
+    skip: Annotated[list[str], typer.Option("--skip", help="`all` only: do not run this step now.")] = [],  # noqa: B006
 ) -> None:
-    """Run one pipeline step with the settings in params.yaml."""
+    """Run one pipeline step with the settings in params.yaml, or `all` of them (resumably) in --root."""
+    if step == "all":
+        from explainrec_core.runner import StepFailed, run_all
+
+        try:
+            summary = run_all(load_config(params), params, root, Path.cwd(), force, until or None, console.print,
+                              skip=skip)
+        except (ExplainRecError, StepFailed) as exc:
+            console.print(str(exc), style="red", highlight=False)
+            raise typer.Exit(EXIT_INPUT if isinstance(exc, ExplainRecError) else 1) from None
+        console.print(f"profile {params} done in {root}: {summary['wall_seconds_run_now']:.0f} s of steps run now")
+        return
     try:
         cfg = load_config(params)
         console.print(f"running step {step} with {params}")  # long steps draw their own progress bars
@@ -171,14 +187,14 @@ def run(
 
 @app.command("steps")
 def steps() -> None:
-    """List the pipeline's sources, steps and quality gate."""
+    """List the pipeline's sources, steps and quality gates."""
     table = Table("step", "group", "inputs", "outputs", "params")
     for s in pipeline.SOURCES:
         table.add_row(s.name, s.group, "-", s.path, "data")
     for s in pipeline.STEPS:
         table.add_row(s.name, s.group, ", ".join(s.deps), "\n".join(s.outs.values()), ", ".join(s.params))
-    g = pipeline.GATE
-    table.add_row(g.name, "quality", ", ".join(g.checks), g.report, ", ".join(g.params))
+    for g in pipeline.GATES:
+        table.add_row(g.name, "quality", ", ".join(g.checks), g.report, ", ".join(g.params))
     Console().print(table)
 
 
@@ -198,10 +214,11 @@ def status(params: ParamsOption = DEFAULT_PARAMS) -> None:
                 path.stat().st_size if path.is_file() else None)
             state = "[yellow]missing[/]" if size is None else f"{size / 1e6:.1f} MB"
             table.add_row(s.name if i == 0 else "", str(path), state, flat if i == 0 else "")
-    report = Path(pipeline.GATE.report)
-    gate = json.loads(report.read_text())["success"] if report.is_file() else None
-    table.add_row(pipeline.GATE.name, str(report), {True: "[green]passed[/]", False: "[red]FAILED[/]",
-                                                    None: "[yellow]not run[/]"}[gate], "")
+    for g in pipeline.GATES:
+        report = Path(g.report)
+        gate = json.loads(report.read_text())["success"] if report.is_file() else None
+        table.add_row(g.name, str(report), {True: "[green]passed[/]", False: "[red]FAILED[/]",
+                                            None: "[yellow]not run[/]"}[gate], "")
     Console(width=200).print(table)
 
 

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from explainrec_core import pipeline
 from explainrec_core.config import DEFAULT_PARAMS, Config, load_config
 from explainrec_core.errors import ConfigError, ExplainRecError, StorageError
 from explainrec_core.storage import DEFAULT_PUBLISH, effective_settings, open_store, publish_artifacts
@@ -55,7 +56,9 @@ def push(
 ) -> None:
     """Publish pipeline outputs: folders become versioned artefacts (manifest written last), files objects."""
     try:
-        published = publish_artifacts(_config(params), Path("."), names or DEFAULT_PUBLISH)
+        cfg = _config(params)
+        published = publish_artifacts(pipeline.outputs(cfg, Path(".")), open_store(cfg, Path(".")),
+                                      names or DEFAULT_PUBLISH)
     except ExplainRecError as exc:
         raise _fail(exc) from None
     for entry in published.values():

@@ -34,7 +34,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from explainrec_core.config import StorageConfig
 from explainrec_core.errors import StorageError
-from explainrec_core.storage_base import UMASK, ArtifactStore, ObjectInfo, safe_relative
+from explainrec_core.storage.base import UMASK, ArtifactStore, ObjectInfo, safe_relative
 
 MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 BUCKET_MISSING_CODES = {"NoSuchBucket", "404", "NotFound"}
@@ -108,7 +108,7 @@ def bucket_missing(bucket: str, endpoint: str, uri: str) -> StorageError:
 
 
 class S3Store(ArtifactStore):
-    """The artifact store under s3://bucket/prefix (layout and atomicity: see explainrec_core/storage.py)."""
+    """The artifact store under s3://bucket/prefix (layout and atomicity: see explainrec_core/storage/__init__.py)."""
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, *, max_attempts: int = 3,
                  connect_timeout: float = 5.0, read_timeout: float = 60.0):

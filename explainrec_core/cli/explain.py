@@ -35,8 +35,17 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(EXIT_INPUT)
 
 
+STANCE = {1: "argues for liking", -1: "argues against liking", 0: "takes no side"}
+
+
+def _mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
 def _cited(citations) -> str:
-    return ", ".join(f"{label} {'✓' if ok else '✗'}" for _, label, ok in citations) or "-"
+    """"Crime (item ✓, history ✓)": true of the item; the shown history leans the answer's way on it."""
+    return ", ".join(f"{c.label} (item {_mark(c.true_of_item)}, history {_mark(c.history_supports_answer)})"
+                     for c in citations) or "-"
 
 
 def recommend(user: UserOption, k: Annotated[int, typer.Option("--k", help="How many items.")] = 10,
@@ -53,8 +62,8 @@ def recommend(user: UserOption, k: Annotated[int, typer.Option("--k", help="How 
         out.print_json(json.dumps([r.to_dict() for r in results]))
         return
     table = Table(title=f"Top {k} for user {user} (of the {candidates} most popular items they have not rated)")
-    for col in ("#", "item", "title", "P(Yes)", "explanation", "cited attributes (✓ = true of the item and in "
-                "the history)"):
+    for col in ("#", "item", "title", "P(Yes)", "explanation", "cited attributes (item ✓ = true of the item; "
+                "history ✓ = the user's history leans the answer's way on it)"):
         table.add_column(col, overflow="fold")
     for rank, r in enumerate(results, 1):
         table.add_row(str(rank), str(r.item_id), escape(r.title), f"{r.p_yes:.3f}", escape(r.explanation),
@@ -77,9 +86,11 @@ def explain(user: UserOption, item: Annotated[int, typer.Option("--item", help="
         return
     out.print(f"[bold]user {user}[/], item {item}: {escape(r.title)}")
     out.print(f"answer: [bold]{r.answer}[/]   P(Yes) = {r.p_yes:.3f}")
-    out.print(f"explanation: {escape(r.explanation)}")
+    out.print(f"explanation: {escape(r.explanation)}   [dim]({STANCE[r.stance]})[/]")
     out.print(f"cited attributes: {escape(_cited(r.citations))}")
+    out.print("[dim](item ✓: true of the item; history ✓: the user's history shown to the model leans the "
+              "answer's way on it)[/]")
     likes = ", ".join(f"{label} ({lo:+.2f})" for label, lo in profile["likes"]) or "-"
     dislikes = ", ".join(f"{label} ({lo:+.2f})" for label, lo in profile["dislikes"]) or "-"
-    out.print(f"[dim]user's latest ratings lean toward: {escape(likes)}; away from: {escape(dislikes)} "
-              "(smoothed log-odds)[/]")
+    out.print(f"[dim]in the training period the user leaned toward: {escape(likes)}; away from: "
+              f"{escape(dislikes)} (smoothed log-odds)[/]")

@@ -1,0 +1,151 @@
+"""The evaluation report on hand-made score files: paired intervals in metrics.json, verdicts in the text."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from explainrec_core import paths
+from explainrec_core.config import load_config
+from explainrec_core.evaluation.report import ABLATION, EXPLAINREC, LLM, write_report
+from explainrec_core.io import write_parquet
+from tests.conftest import write_params
+
+SEEDS = (0, 1, 2)
+N = {"test": 400, "new_user": 200, "new_item": 200}
+LISTS = 300
+
+
+def _ids(name: str) -> np.ndarray:
+    return {"test": 0, "new_user": 10_000, "new_item": 20_000}[name] + np.arange(N[name])
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """A project whose LLM separates the labels well, whose ablation is the full model plus a little noise, and
+    whose baselines are noisy: popularity the better of the two. Rows of some files are shuffled."""
+    root = tmp_path_factory.mktemp("report")
+    write_params(root, baselines={"methods": ["popularity", "bpr"], "seeds": list(SEEDS)})
+    cfg = load_config(root / "params.yaml")
+    rng = np.random.default_rng(0)
+    rec, explain, base, results = [], [], [], []
+    for name in N:
+        ids, labels = _ids(name), rng.integers(0, 2, N[name])
+        rec.append(pl.DataFrame({"set": name, "sample_id": ids, "label": labels,
+                                 "p_yes": 1 / (1 + np.exp(-(3 * labels + rng.normal(size=N[name]))))}))
+        full = 1.5 * labels + rng.normal(size=N[name])
+        for variant, scores in (("attributed", full), ("no_attribution", full + rng.normal(scale=0.02, size=N[name]))):
+            explain.append(pl.DataFrame({"variant": variant, "set": name, "sample_id": ids, "label": labels,
+                                         "p_yes": 1 / (1 + np.exp(-scores))}))
+        for method, signal in (("popularity", 0.5), ("bpr", 0.2)):
+            for seed in SEEDS:
+                base.append(pl.DataFrame({"method": method, "seed": seed, "set": name, "sample_id": ids,
+                                          "label": labels, "score": signal * labels + rng.normal(size=N[name])}))
+    base_scores = pl.concat(base)
+    for (method, seed), part in base_scores.group_by("method", "seed"):
+        row = {"method": method, "seed": seed, "fit_seconds": 1.0, "ms_per_sample": 0.1}
+        for name in N:
+            p = part.filter(pl.col("set") == name)
+            row[f"{name}_auc"] = row[f"{name}_auc_llm_subset"] = roc_auc_score(p["label"], p["score"])
+        row |= {"rank_ndcg@10": 0.3, "rank_n": LISTS}
+        results.append(row)
+    list_ids = np.arange(LISTS) * 7
+    grid = rng.normal(size=(LISTS, 100))
+    grid[:, 0] += 1.5  # the positive scores higher
+    ranks = pl.concat([pl.DataFrame({"method": m, "seed": s, "sample_id": list_ids,
+                                     "rank": rng.integers(1, 30 if m == "popularity" else 60, LISTS)})
+                       for m in ("popularity", "bpr") for s in SEEDS])
+    write_parquet(pl.concat(rec).sample(fraction=1, shuffle=True, seed=1), root / paths.REC_SCORES)
+    write_parquet(pl.concat(explain), root / paths.EXPLAIN_SCORES)
+    write_parquet(base_scores.sample(fraction=1, shuffle=True, seed=2), root / paths.BASELINE_SCORES)
+    write_parquet(pl.DataFrame(results), root / paths.BASELINE_RESULTS)
+    write_parquet(ranks, root / paths.BASELINE_RANKING)
+    write_parquet(pl.DataFrame({"sample_id": list_ids[::-1], "scores": grid[::-1].tolist()}),
+                  root / paths.LLM_RANKING)
+    write_parquet(pl.DataFrame({"variant": ["attributed"] * LISTS + ["no_attribution"] * LISTS,
+                                "list": [*range(LISTS)] * 2, "sample_id": [*list_ids] * 2,
+                                "scores": [*grid.tolist(), *(grid + 1e-3 * rng.normal(size=grid.shape)).tolist()]}),
+                  root / paths.EXPLAIN_RANKING)
+    explained = {"n": 10, "bleu4": 0.1, "rouge_l": 0.2, "faithfulness": 0.9, "explanations_citing": 8,
+                 "stance_contradicts_answer": 0.25}
+    upstream = {
+        "rec_evaluation": {**{name: {"auc": 0.9, "n": N[name]} for name in N}, "scoring": {"samples_per_s": 4.0}},
+        "llm_ranking": {"n": LISTS, "ndcg@10": 0.5}, "ranking_candidates": {"positives": LISTS},
+        "base_model": {"source": "tiny"},
+        "explain_evaluation": {v: {**{name: {"auc": 0.8, "n": N[name]} for name in N}, "ranking": {"ndcg@10": 0.5},
+                                   "explanations": explained, "scoring_samples_per_s": 2.0}
+                               for v in ("attributed", "no_attribution")},
+    }
+    return root, write_report(cfg, root, upstream), base_scores
+
+
+def test_metrics_hold_auc_intervals_and_paired_deltas_vs_the_best_baseline(report):
+    root, metrics, base_scores = report
+    llm = pl.read_parquet(root / paths.REC_SCORES)
+    for name in N:
+        entry = metrics["methods"][LLM]["sets"][name]
+        part = llm.filter(pl.col("set") == name)
+        assert entry["auc"] == pytest.approx(roc_auc_score(part["label"], part["p_yes"]))
+        assert entry["auc_ci95"][0] < entry["auc"] < entry["auc_ci95"][1] and entry["n"] == N[name]
+        assert entry["best_baseline"] == "popularity"
+        popularity = metrics["methods"]["popularity"]["sets"][name]
+        assert entry["delta_auc_vs_best"] == pytest.approx(entry["auc"] - popularity["auc"])
+        assert entry["delta_auc_ci95"][0] > 0 and entry["verdict_vs_best"] == "better"
+        assert popularity["delta_auc_vs_best"] is None  # the best baseline itself
+        # a seed-averaged baseline: the mean over seeds of per-seed AUCs, each seed listed
+        bpr = metrics["methods"]["bpr"]["sets"][name]
+        per_seed = [roc_auc_score(p["label"], p["score"]) for s in SEEDS for p in [base_scores.filter(
+            (pl.col("method") == "bpr") & (pl.col("seed") == s) & (pl.col("set") == name))]]
+        assert bpr["auc"] == pytest.approx(np.mean(per_seed))
+        assert list(bpr["auc_per_seed"].values()) == pytest.approx(per_seed)
+        assert len(bpr["delta_auc_per_seed"]) == 3
+    # the existing keys stay, and standard deviations over seeds use ddof = 1
+    test_auc = metrics["methods"]["bpr"]["test_auc"]
+    assert test_auc["std"] == pytest.approx(np.std(list(metrics["methods"]["bpr"]["sets"]["test"]
+                                                        ["auc_per_seed"].values()), ddof=1))
+    assert metrics["methods"][LLM]["test_auc"] == 0.9 and metrics["bootstrap"]["resamples"] == 2000
+
+
+def test_ndcg_differences_are_paired_over_the_same_lists(report):
+    _, metrics, _ = report
+    ranked = metrics["methods"][LLM]["ranking_lists"]["llm_lists"]
+    assert ranked["n"] == LISTS and ranked["best_baseline"] == "popularity"
+    assert ranked["delta_ndcg@10_ci95"][0] < ranked["delta_ndcg@10_vs_best"] < ranked["delta_ndcg@10_ci95"][1]
+    # the LLM file lists its rows in reverse order: pairing by sample_id gives the ablation (same grid + noise) no
+    # detectable difference; pairing by position would not
+    vs_full = metrics["vs_full_model"]["ndcg@10"][LLM]
+    assert vs_full["delta"] == pytest.approx(0, abs=0.02) and vs_full["verdict"] == "no detectable difference"
+    assert metrics["methods"]["bpr"]["ranking_lists"]["all_lists"]["verdict_vs_best"] == "worse"
+
+
+def test_text_says_better_only_when_the_interval_excludes_zero(report):
+    root, metrics, _ = report
+    md = (root / paths.EVALUATION_MD).read_text()
+    ablation = [c for c in metrics["comparisons"] if c["a"] == ABLATION and c["b"] == EXPLAINREC]
+    assert {c["metric"] for c in ablation} == {"auc", "ndcg@10"}
+    for c in ablation:
+        assert c["ci95"][0] <= 0 <= c["ci95"][1] and c["verdict"] == "no detectable difference"
+    lines = [line for line in md.splitlines() if line.startswith(f"- {ABLATION} vs {EXPLAINREC}")]
+    assert lines and all(line.endswith("no detectable difference") for line in lines)
+    assert f"- {LLM} vs popularity, AUC on test (n = 400): +" in md and f"{LLM} is better" in md
+    assert "bpr is worse" in md
+    # Table II shows the paired deltas vs the full model; Table III has intervals on the cold-start sets
+    row = next(line for line in md.splitlines() if line.startswith("| w/o preference attribution |"))
+    assert row.count("[") >= 4 and "| 0.250 |" in row
+    cold = next(line for line in md.splitlines() if line.startswith(f"| {LLM} |") and "new" not in line
+                and line.count("[") >= 4)
+    assert cold
+    assert metrics["methods"][EXPLAINREC]["sets"]["new_item"]["auc_ci95"][0] is not None
+    page = (root / paths.EVALUATION_HTML).read_text()
+    assert page.count("data:image/png;base64,") == 2 and "no detectable difference" in page
+
+
+def test_report_reads_the_metrics_files_the_pipeline_declares():
+    from explainrec_core.pipeline import step
+
+    report_step = step("evaluation_report")
+    for name, rel in paths.STEP_METRICS.items():
+        assert step(name).metrics == rel and name in report_step.reads_metrics
+    assert "baseline_ranking" in step("baselines").outs and "baseline_ranking" in report_step.deps
