@@ -47,3 +47,27 @@ def test_bad_base_models(tmp_path):
                                                      "num_hidden_layers": 1, "intermediate_size": 8}))
     with pytest.raises(ModelError, match="causal language model"):
         load_causal_lm(encoder)
+
+
+def test_the_base_model_manifest_is_the_same_on_every_machine(tmp_path, monkeypatch, tiny_llm_dir):
+    """models/base_model.json is a DVC output: two machines with the same model in different cache folders must
+    write the same bytes (no absolute path), and each resolves it to its own folder."""
+    import shutil
+
+    from explainrec_core.config import load_config
+    from explainrec_core.steps.llm_steps import _base_info, run_base_model
+    from tests.conftest import write_params
+
+    manifests = []
+    for machine in ("a", "b"):
+        cache = tmp_path / machine / "cache"
+        shutil.copytree(tiny_llm_dir, cache / "models" / "tiny")
+        monkeypatch.setenv("EXPLAINREC_CACHE", str(cache))
+        root = tmp_path / machine / "project"
+        root.mkdir()
+        cfg = load_config(write_params(root, model={"base": str(cache / "models" / "tiny")}))
+        run_base_model(cfg, root)
+        manifests.append((root / "models/base_model.json").read_bytes())
+        assert _base_info(root)["path"] == str(cache / "models" / "tiny")
+    assert manifests[0] == manifests[1]
+    assert b"cache:models/tiny" in manifests[0] and str(tmp_path).encode() not in manifests[0]

@@ -10,6 +10,7 @@ never hard-coded (TALLRec's hard-coded LLaMA-1 ids silently give AUC 0.5 with an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -35,8 +36,9 @@ class ModelError(ExplainRecError):
 
 @dataclass(frozen=True)
 class BaseModelInfo:
-    path: str  # a local Hugging Face folder
+    path: str  # a local Hugging Face folder, portable where it can be: "cache:<relative>" (see portable_path)
     source: str  # "embedded:SmolLM2-135M-Instruct" | "local:<path>" | "hub:<name>"
+    content_sha256: str  # of the folder's files: what the model is, whichever machine holds it
     model_type: str
     parameters: int
     dtype: str
@@ -88,7 +90,7 @@ def resolve_base(cfg: ModelConfig) -> tuple[Path, str]:
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelError(f"model.base: {path} has no config.json: not a Hugging Face model folder")
-        return path, f"local:{path}"
+        return path, f"local:{portable_path(path)}"
     if cfg.base.startswith((".", "/", "~")) or cfg.base.count("/") > 1:
         raise ModelError(f"model.base: folder {cfg.base} does not exist")
     from huggingface_hub import snapshot_download
@@ -150,7 +152,38 @@ def describe(path: Path, source: str, prompt_ending: str) -> BaseModelInfo:
     model = load_causal_lm(path)
     tokenizer = load_tokenizer(path)
     return BaseModelInfo(
-        path=str(path), source=source, model_type=config_file.get("model_type", "?"),
+        path=portable_path(path), source=source, content_sha256=folder_sha256(path),
+        model_type=config_file.get("model_type", "?"),
         parameters=sum(p.numel() for p in model.parameters()), dtype=str(next(model.parameters()).dtype),
         answer_token_ids=answer_token_ids(tokenizer, prompt_ending),
     )
+
+
+CACHE_PREFIX = "cache:"
+
+
+def portable_path(path: Path) -> str:
+    """`cache:<relative>` for a folder inside the cache (the embedded model), else the path as given: the
+    base_model manifest (a DVC output) then has the same bytes on every machine that holds the same model."""
+    try:
+        return CACHE_PREFIX + Path(path).resolve().relative_to(default_cache_dir().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def local_path(portable: str) -> Path:
+    """The inverse of `portable_path` on this machine."""
+    if portable.startswith(CACHE_PREFIX):
+        return default_cache_dir() / portable[len(CACHE_PREFIX):]
+    return Path(portable)
+
+
+def folder_sha256(folder: Path) -> str:
+    """One digest over every file's relative name and bytes (weights, config, tokenizer)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()

@@ -22,7 +22,14 @@ from explainrec_core.data.alpaca import load_alpaca
 from explainrec_core.evaluation.scoring import auc, score_yes
 from explainrec_core.io import is_main_process, write_json, write_parquet
 from explainrec_core.models import adapters
-from explainrec_core.models.base_model import cache_dir, describe, load_causal_lm, load_tokenizer, resolve_base
+from explainrec_core.models.base_model import (
+    cache_dir,
+    describe,
+    load_causal_lm,
+    load_tokenizer,
+    local_path,
+    resolve_base,
+)
 from explainrec_core.plots import plot_training
 from explainrec_core.progress import progress_bar
 from explainrec_core.prompts import RESPONSE_MARKER, alpaca_prompt, build_rec_prompt, quote_item, rec_response
@@ -40,7 +47,9 @@ def run_base_model(cfg: Config, root: Path) -> dict:
 
 
 def _base_info(root: Path) -> dict:
-    return json.loads((root / paths.BASE_MODEL).read_text())
+    """The base_model manifest, with `path` resolved to this machine's folder."""
+    info = json.loads((root / paths.BASE_MODEL).read_text())
+    return {**info, "path": str(local_path(info["path"]))}
 
 
 def load_base(root: Path):
