@@ -27,7 +27,7 @@ from explainrec_core.attribution.prompting import build_prompt, prompt_parts
 from explainrec_core.attribution.response_text import clean_response
 from explainrec_core.config import Config
 from explainrec_core.errors import DataError, ExplainRecError
-from explainrec_core.evaluation.generation import generate
+from explainrec_core.evaluation.generation import explain_after_answer
 from explainrec_core.evaluation.prefix_scoring import score_shared_prefix
 from explainrec_core.evaluation.scoring import score_yes
 from explainrec_core.models import adapters
@@ -133,12 +133,11 @@ class Recommender:
     def _explained(self, user: int, contexts: list[SampleContext], p_yes: list[float]) -> list[Explanation]:
         a, vocab = self.cfg.attribution, self.data.builder.vocabulary
         prompts = [build_prompt(c, True, a.reasons_per_item) for c in contexts]
-        answers = ["Yes" if p >= 0.5 else "No" for p in p_yes]
         # Generating after the answer the score gives keeps answer, P(Yes) and explanation consistent.
-        rest = generate(self.model, self.tokenizer, [p + ans for p, ans in zip(prompts, answers, strict=True)],
-                        a.max_new_tokens, self.cfg.evaluation.batch_size)
+        explained = explain_after_answer(self.model, self.tokenizer, prompts, p_yes, a.max_new_tokens,
+                                         self.cfg.evaluation.batch_size)
         out = []
-        for ctx, p, ans, text in zip(contexts, p_yes, answers, rest, strict=True):
+        for ctx, p, (ans, text) in zip(contexts, p_yes, explained, strict=True):
             explanation = clean_response(text, answer=ans)
             citations = [CitedAttribute(c.kind, c.label, ctx.is_true(c), ctx.supports(c, ans))
                          for c in parse_citations(explanation, vocab)]

@@ -6,9 +6,10 @@ Trains the attributed model twice from the pipeline's outputs under --root (its 
 Alpaca adapter, or a seeded fresh LoRA when there is none yet; the LoRA and schedule of `llm_training`), on the same
 --train training examples (a seeded subset), with the same seed, differing only in the consistency weight: 0 and
 --weight (the other loss weights as in --params). There is no early stopping (both runs take the full schedule, so
-they differ in nothing else). Then both generate explanations for the same first --test test samples (the pipeline's
-`generate` and `clean_response`, max_new_tokens from --params), and `attribution.explanations.explanation_stance`
-reads each explanation's stance. An explanation contradicts its answer when the stance has the opposite sign ("Yes."
+they differ in nothing else). Then both explain the same first --test test samples as explain_evaluation
+does (the predicted answer, P(Yes) >= 0.5, written after the prompt and the explanation generated after it;
+`clean_response`; max_new_tokens from --params), and `attribution.explanations.explanation_stance` reads each
+explanation's stance. An explanation contradicts its answer when the stance has the opposite sign ("Yes."
 + an argument against liking, or "No." + one for). Reports, per run, how many contradict out of those with an answer
 and a stance, and the pairs where only one run contradicts (an exact two-sided sign test on those: McNemar). Writes
 the result as JSON to --out. Nothing under --root is changed (checkpoints go to a temp folder).
@@ -32,7 +33,8 @@ from explainrec_core import paths
 from explainrec_core.attribution.explanations import explanation_stance
 from explainrec_core.attribution.response_text import clean_response, split_answer
 from explainrec_core.config import load_config
-from explainrec_core.evaluation.generation import generate
+from explainrec_core.evaluation.generation import explain_after_answer
+from explainrec_core.evaluation.scoring import score_yes
 from explainrec_core.models import adapters
 from explainrec_core.steps.data_steps import read_processed
 from explainrec_core.steps.explain_steps import context_builder
@@ -87,9 +89,11 @@ def run(args) -> dict:
                            loss_fn=loss_fn, on_step=lambda s, loss: print(f"  w_con={weight} step {s} loss {loss:.3f}",
                                                                            file=sys.stderr, flush=True))
         start = time.perf_counter()
-        raw = generate(model, tokenizer, test_rows["prompt"].to_list(), cfg.attribution.max_new_tokens,
-                       cfg.evaluation.batch_size)
-        texts[weight] = [clean_response(t) for t in raw]  # as explain_evaluation reads them
+        p_yes = score_yes(model, tokenizer, test_rows["prompt"].to_list(), answer_ids, cfg.evaluation.batch_size)
+        explained = explain_after_answer(model, tokenizer, test_rows["prompt"].to_list(), p_yes,
+                                         cfg.attribution.max_new_tokens, cfg.evaluation.batch_size)
+        raw = [answer + text for answer, text in explained]
+        texts[weight] = [clean_response(t, answer=a) for a, t in explained]  # as explain_evaluation reads them
         stances = [explanation_stance(t, contexts[s], builder.vocabulary)
                    for t, s in zip(texts[weight], test_rows["sample_id"], strict=True)]
         verdicts = [contradicts(t, st) for t, st in zip(texts[weight], stances, strict=True)]

@@ -55,3 +55,15 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batc
             on_batch(len(batch))
     model.train(was_training)
     return out
+
+
+def explain_after_answer(model, tokenizer, prompts: Sequence[str], p_yes: Sequence[float], max_new_tokens: int,
+                         batch_size: int = 8, on_batch: Callable[[int], None] | None = None) -> list[tuple[str, str]]:
+    """(answer, raw continuation) per prompt: the answer is the model's prediction (P(Yes) >= 0.5), written after
+    the prompt, and the explanation is generated after it. This is what people read (`explain`, `recommend`) and
+    what the explanation metrics score: a free-running generation often skips the answer word (a small model tuned
+    briefly writes "The user will like ..." straight away), which would leave its stance nothing to agree with."""
+    answers = ["Yes" if p >= 0.5 else "No" for p in p_yes]
+    rest = generate(model, tokenizer, [p + a for p, a in zip(prompts, answers, strict=True)], max_new_tokens,
+                    batch_size, on_batch=on_batch)
+    return list(zip(answers, rest, strict=True))

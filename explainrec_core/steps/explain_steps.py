@@ -24,7 +24,7 @@ from explainrec_core.attribution.preferences import user_preference_table
 from explainrec_core.attribution.prompting import fit_explained_prompt, prompt_parts
 from explainrec_core.attribution.response_text import clean_response, complete_sentences, split_answer
 from explainrec_core.config import Config
-from explainrec_core.evaluation.generation import generate
+from explainrec_core.evaluation.generation import explain_after_answer
 from explainrec_core.evaluation.prefix_scoring import score_shared_prefix
 from explainrec_core.evaluation.ranking import llm_lists, ranking_metrics
 from explainrec_core.evaluation.scoring import auc, score_yes
@@ -210,7 +210,9 @@ def run_explain_evaluation(cfg: Config, root: Path) -> dict:
     samples = read_processed(cfg, root, "samples")
     n_explain = cfg.attribution.explain_samples
     test = prompts.filter(pl.col("set") == "test").sort("sample_id")
-    explain_rows = test.head(n_explain) if n_explain > 0 else test
+    # A seeded random draw of the scored test samples (sample ids follow users and time: the first ones are not).
+    explain_rows = test.sample(n_explain, seed=cfg.rec_prompts.seed).sort("sample_id") if 0 < n_explain < test.height \
+        else test
     dropped = dict(explain_rows.select("sample_id", "n_history_dropped").iter_rows())
     # The history the prompt shows (its oldest items may have been dropped to fit the cutoff): what an explanation
     # can honestly draw on, so what its citations and stance are checked against.
@@ -238,15 +240,19 @@ def run_explain_evaluation(cfg: Config, root: Path) -> dict:
         m["scoring_samples_per_s"] = round(unique.height / seconds, 3)
 
         with progress_bar(explain_rows.height, f"explain_evaluation: generating {variant}") as advance:
-            raw = generate(model, tokenizer, explain_rows[column].to_list(), cfg.attribution.max_new_tokens,
-                           cfg.evaluation.batch_size, on_batch=advance)
-        generated = [clean_response(text) for text in raw]  # what a person reads: answer + one sentence
+            predicted = dict(scores.unique("sample_id").select("sample_id", "p_yes").iter_rows())
+            explained = explain_after_answer(model, tokenizer, explain_rows[column].to_list(),
+                                             [predicted[s] for s in explain_rows["sample_id"]],
+                                             cfg.attribution.max_new_tokens, cfg.evaluation.batch_size,
+                                             on_batch=advance)
+        raw = [answer + text for answer, text in explained]
+        # What a person reads: the predicted answer + one explanation sentence (as `explain` prints it).
+        generated = [clean_response(text, answer=answer) for answer, text in explained]
         ctx = [contexts[s] for s in explain_rows["sample_id"]]
         m["explanations"] = {**explanation_scores(generated, explain_rows["response"].to_list()),
                              **faithfulness(ctx, generated, builder.vocabulary),
                              **stance_agreement(ctx, generated, builder.vocabulary),
-                             "unfinished": sum(complete_sentences(text) == 0 for text in raw),
-                             "answer_agrees_with_p_yes": _agreement(generated, explain_rows["sample_id"], scores)}
+                             "unfinished": sum(complete_sentences(text) == 0 for text in raw)}
         explanation_frames.append(explain_rows.select("sample_id", "user_id", "item_id", "label", "response")
                                   .with_columns(pl.lit(variant).alias("variant"), pl.Series("generated", generated),
                                                 pl.Series("generated_raw", raw)))
@@ -261,11 +267,3 @@ def run_explain_evaluation(cfg: Config, root: Path) -> dict:
     write_parquet(pl.concat(explanation_frames), root / paths.EXPLANATIONS)
     write_parquet(pl.DataFrame(ranking_rows), root / paths.EXPLAIN_RANKING)
     return metrics
-
-
-def _agreement(generated: list[str], sample_ids: pl.Series, scores: pl.DataFrame) -> float | None:
-    """Share of generated responses whose answer word matches P(Yes) >= 0.5 (answer and score consistency)."""
-    p = dict(scores.unique("sample_id").select("sample_id", "p_yes").iter_rows())
-    pairs = [(split_answer(text)[0], p[s]) for text, s in zip(generated, sample_ids, strict=True)]
-    answered = [(a == "Yes", score >= 0.5) for a, score in pairs if a in ("Yes", "No")]
-    return sum(x == y for x, y in answered) / len(answered) if answered else None
