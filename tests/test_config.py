@@ -53,7 +53,8 @@ def test_a_profile_extends_params_yaml_and_changes_only_what_it_lists(tmp_path):
     paper, demo = load_config("params/paper.yaml"), load_config("params.yaml")
     assert paper.rec_prompts.test_samples >= 2000 and paper.rec_prompts.train_samples >= 256
     assert paper.llm_training.lr == demo.llm_training.lr and paper.lora == demo.lora  # inherited
-    assert paper.baselines == demo.baselines and paper.samples == demo.samples
+    assert paper.baselines.hyperparameters == demo.baselines.hyperparameters and paper.samples == demo.samples
+    assert paper.baselines.seeds == (0, 1, 2) and len(demo.baselines.seeds) == 1
     (tmp_path / "a.yaml").write_text("extends: b.yaml\nsplit: {train: 0.7}\n")
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
     import pytest
