@@ -37,10 +37,10 @@ data: setup
 
 demo: data
 	$(BIN)/dagster asset materialize -m explainrec_dagster.definitions --select '*'
-	$(BIN)/explainrec run validate > /dev/null
+	$(BIN)/explainrec run gates > /dev/null
 	$(BIN)/explainrec status
 	$(BIN)/explainrec report
-	$(BIN)/explainrec explain --user 659 --item 218
+	$(BIN)/explainrec explain --user 655 --item 427
 
 test: data
 	$(BIN)/python -m pytest -q

@@ -57,6 +57,9 @@ def test_run_steps_from_params(project):
         assert result.exit_code == 0 and "passed" in result.output and "n_samples=97865" in result.output
         result = runner.invoke(app, ["run", "train_everything"])
         assert result.exit_code == EXIT_INPUT and "unknown step 'train_everything'" in result.output
+        # `run gates` runs every gate; the prompt tables are not built yet, so it stops at the first that needs one.
+        result = runner.invoke(app, ["run", "gates"])
+        assert result.exit_code == EXIT_INPUT and "rec_prompts" in result.output and "missing" in result.output
     finally:
         os.chdir(cwd)
 
