@@ -159,3 +159,22 @@ def tiny_llm_dir(tmp_path_factory, tokenizer) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def cpu_one_thread(monkeypatch):
+    """Tiny-model training on the CPU, one thread, from a clean accelerate state."""
+    from accelerate.state import AcceleratorState
+    import torch
+
+    # CPU even on a GPU machine: the training-engine equalities (resume, accumulation) are fp32 ones, not bf16.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    # accelerate keeps one process-wide state that refuses a change of device or precision: start clean.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    # These models are tiny: a second intra-op thread buys nothing, and when another process competes for the
+    # two cores, OpenMP spin-waiting makes each step 50x slower (0.75 s instead of 0.015 s).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+    AcceleratorState._reset_state(reset_partial_state=True)

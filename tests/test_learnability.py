@@ -13,7 +13,6 @@ import random
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 
 from explainrec_core.config import LoraConfig, TrainConfig
 from explainrec_core.evaluation.scoring import auc, score_yes
@@ -27,13 +26,8 @@ NAMES = ("Ann", "Bob", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun",
 
 
 @pytest.fixture(autouse=True)
-def cpu_one_thread():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-    AcceleratorState._reset_state(reset_partial_state=True)
+def _cpu(cpu_one_thread):
+    """Train on one CPU thread with a clean accelerate state (tests/conftest.py)."""
 
 
 def toy_base(tokenizer):

@@ -11,7 +11,6 @@ import peft
 import pytest
 import torch
 import transformers
-from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from explainrec_core.config import TrainConfig
@@ -21,18 +20,8 @@ PAD, BOS, EOS = 0, 1, 2
 
 
 @pytest.fixture(autouse=True)
-def cpu_one_thread(monkeypatch):
-    # CPU even on a GPU machine: the equalities below (resume, accumulation) are fp32 ones, not bf16 ones.
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    # accelerate keeps one process-wide state that refuses a change of device or precision: start clean.
-    AcceleratorState._reset_state(reset_partial_state=True)
-    # These models are tiny: a second intra-op thread buys nothing, and when another process competes for the
-    # two cores, OpenMP spin-waiting makes each step 50x slower (0.75 s instead of 0.015 s).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-    AcceleratorState._reset_state(reset_partial_state=True)
+def _cpu(cpu_one_thread):
+    """Every test here trains on one CPU thread with a clean accelerate state (tests/conftest.py)."""
 
 
 def tiny_model(lora_dropout: float = 0.05) -> peft.PeftModel:
