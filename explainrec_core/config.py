@@ -255,6 +255,53 @@ class AttributionConfig:
     loss: LossWeightsConfig = field(default_factory=LossWeightsConfig)
 
 
+MODALITIES = ("text", "image", "attributes", "collaborative", "affinity")
+"""The item modalities the fusion can use (features/item_features.py says what each one is)."""
+STORED_MODALITIES = tuple(m for m in MODALITIES if m != "affinity")
+"""The vector columns of the item_features table (affinity is per user-item pair, computed from collaborative)."""
+
+
+@dataclass(frozen=True)
+class MultimodalConfig:
+    """Item tokens (paper III-D, eq. 7-9; CoLLM/LLaRA): per-item vectors of several modalities, fused by attention
+    and projected into the LLM's token-embedding space, placed as a soft token after each title of the prompt."""
+
+    modalities: tuple[str, ...] = MODALITIES
+    """Modalities the fusion attends over (a subset of MODALITIES); one missing for an item is masked out."""
+    text_encoder: str = "minilm"
+    """minilm: all-MiniLM-L6-v2 over the item text | clip: the open_clip text tower (needs clip_pretrained)."""
+    clip_model: str = "ViT-B-32"
+    """open_clip architecture of the image (and optional text) encoder."""
+    clip_pretrained: str = ""
+    """An open_clip pretrained tag or a local checkpoint path; "" = no CLIP weights: the image modality is off (never
+    random-weight CLIP features)."""
+    image_dir: str = ""
+    """Item images named <item_id>.jpg/.png/.webp in a local folder or under an s3:// prefix; "" = none."""
+    collaborative_model: str = "lightgcn"
+    """The CF model whose training-period item vectors are the collaborative modality: lightgcn | bpr."""
+    max_attribute_values: int = 512
+    """The attribute modality: multi-hot over the most frequent attribute values (genres, era, people, ...)."""
+    fusion_dim: int = 128
+    """Width of the per-modality projections and the attention."""
+    fusion_lr: float = 1.0e-3
+    """Learning rate of the fusion and projector (CoLLM's second step trains only these, the LoRA frozen)."""
+    user_token: bool = True
+    """Also place a user token (the user's vector: the mean CF vector of the liked items shown) in the prompt."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.modalities) - set(MODALITIES))
+        if unknown or not self.modalities:
+            raise ConfigError(f"multimodal.modalities: unknown {unknown} or empty; known: {list(MODALITIES)}")
+        if self.text_encoder not in ("minilm", "clip"):
+            raise ConfigError(f"multimodal.text_encoder: minilm or clip, got {self.text_encoder!r}")
+        if self.text_encoder == "clip" and not self.clip_pretrained:
+            raise ConfigError("multimodal.text_encoder: clip needs multimodal.clip_pretrained (CLIP weights)")
+        if self.collaborative_model not in ("lightgcn", "bpr"):
+            raise ConfigError(f"multimodal.collaborative_model: lightgcn or bpr, got {self.collaborative_model!r}")
+        if self.fusion_dim < 1 or self.max_attribute_values < 1 or self.fusion_lr <= 0:
+            raise ConfigError("multimodal: fusion_dim, max_attribute_values and fusion_lr must be positive")
+
+
 @dataclass(frozen=True)
 class StorageConfig:
     """Where `explainrec storage push` and the Dagster `published_artifacts` asset put artefacts
@@ -307,6 +354,7 @@ class Config:
     """The one schedule of every recommendation-tuned LLM variant (the TALLRec recipe, the attributed model and each
     ablation), so they differ only in the component an ablation names, never in steps, cutoff or early stopping."""
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    multimodal: MultimodalConfig = field(default_factory=MultimodalConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
 
     def __post_init__(self) -> None:

@@ -36,6 +36,10 @@ EXPLAIN_ADAPTER_ABLATION = "models/explain_adapter_no_attribution"
 EXPLAIN_SCORES = "data/scores/explain_scores.parquet"
 EXPLANATIONS = "data/scores/explanations.parquet"
 EXPLAIN_RANKING = "data/scores/explain_ranking.parquet"
+ITEM_FEATURES = "${data.processed_dir}/item_features.parquet"
+ITEM_TOKEN_ADAPTER = "models/item_token_adapter"  # the rec adapter's LoRA + the fusion (fusion.safetensors)
+ITEM_TOKEN_SCORES = "data/scores/item_token_scores.parquet"
+ITEM_TOKEN_RANKING = "data/scores/item_token_ranking.parquet"
 CHECKPOINTS = "models/checkpoints"
 FIGURES = "reports/figures"
 # The statistics files of the steps whose numbers the report reads. pipeline.py declares each as that step's metrics
@@ -50,6 +54,9 @@ STEP_METRICS = {
     "explain_adapter": "reports/models/explain_adapter.json",
     "explain_adapter_ablation": "reports/models/explain_adapter_ablation.json",
     "explain_evaluation": "reports/explain_evaluation.json",
+    "item_features": "reports/data/item_features.json",
+    "item_token_adapter": "reports/models/item_token_adapter.json",
+    "item_token_evaluation": "reports/item_token_evaluation.json",
 }
 
 

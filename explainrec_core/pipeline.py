@@ -24,7 +24,7 @@ from explainrec_core.config import Config
 from explainrec_core.errors import DataError, QualityGateError
 from explainrec_core.io import is_main_process, write_json
 from explainrec_core.quality.gate import CHECKS, SuiteResult
-from explainrec_core.steps import data_steps, eval_steps, explain_steps, llm_steps
+from explainrec_core.steps import data_steps, eval_steps, explain_steps, item_token_steps, llm_steps
 
 StepFn = Callable[[Config, Path], dict]
 resolve = paths.resolve
@@ -129,12 +129,14 @@ STEPS = (
          metrics="reports/ranking_candidates.json",
          doc="Each liked test target with 99 seeded unrated items: the same candidates for every method."),
     Step("baselines", "evaluate", eval_steps.run_baselines,
-         deps=("samples", "interactions", "items", "cold_start_sets", "rec_prompts", "ranking_candidates"),
+         deps=("samples", "interactions", "items", "cold_start_sets", "rec_prompts", "ranking_candidates",
+               "item_features"),
          outs={"baseline_results": paths.BASELINE_RESULTS, "baseline_scores": paths.BASELINE_SCORES,
                "baseline_ranking": paths.BASELINE_RANKING},
          params=("baselines", "ranking"), metrics="reports/baselines.json",
          gated=True,
-         doc="Popularity, BPR-MF, LightGCN, SASRec and content-based, per seed, under the LLM's protocol."),
+         doc="Popularity, BPR-MF, LightGCN, SASRec, content-based, MMGCN and LATTICE, per seed, under the LLM's "
+             "protocol."),
     Step("llm_ranking", "evaluate", eval_steps.run_llm_ranking,
          deps=("base_model", "rec_adapter", "ranking_candidates", "items"),
          outs={"llm_ranking": paths.LLM_RANKING}, params=("ranking",), metrics="reports/llm_ranking.json",
@@ -178,15 +180,38 @@ STEPS = (
          params=("attribution.explain_samples", "attribution.max_new_tokens", "ranking", "evaluation"),
          metrics="reports/explain_evaluation.json",
          doc="Both variants: AUC, NDCG@K on the LLM's candidate lists, BLEU-4, ROUGE-L and faithfulness."),
+    Step("item_features", "multimodal", item_token_steps.run_item_features,
+         deps=("samples", "interactions", "items", "item_attributes"),
+         outs={"item_features": paths.ITEM_FEATURES},
+         params=("multimodal", "baselines.hyperparameters", "baselines.seeds", "samples.like_threshold"),
+         metrics=paths.STEP_METRICS["item_features"],
+         doc="Per item: text (MiniLM or CLIP), image (open_clip, when weights are given), attribute and "
+             "training-period collaborative vectors."),
+    Step("item_token_adapter", "train", item_token_steps.run_item_token_adapter,
+         deps=("base_model", "rec_adapter", "rec_prompts", "item_features", "samples", "items"),
+         outs={"item_token_adapter": paths.ITEM_TOKEN_ADAPTER},
+         params=("llm_training", "multimodal", "evaluation", "samples.like_threshold", "samples.history_len"),
+         metrics=paths.STEP_METRICS["item_token_adapter"],
+         plots=(f"{paths.FIGURES}/item_token_adapter_training.png",), gated=True,
+         doc="Item tokens (CoLLM step 2): the fusion and projector trained on the rec adapter, LoRA frozen."),
+    Step("item_token_evaluation", "evaluate", item_token_steps.run_item_token_evaluation,
+         deps=("base_model", "item_token_adapter", "item_features", "rec_prompts", "ranking_candidates", "samples",
+               "items"),
+         outs={"item_token_scores": paths.ITEM_TOKEN_SCORES, "item_token_ranking": paths.ITEM_TOKEN_RANKING},
+         params=("multimodal", "ranking", "evaluation", "samples.like_threshold"),
+         metrics=paths.STEP_METRICS["item_token_evaluation"],
+         plots=(f"{paths.FIGURES}/item_token_modality_weights.png",),
+         doc="AUC and NDCG@K with item tokens on the TALLRec recipe's samples and lists; attention per modality."),
     Step("evaluation_report", "evaluate", eval_steps.run_evaluation_report,
          deps=("rec_scores", "baseline_results", "baseline_scores", "baseline_ranking", "llm_ranking", "explain_scores",
-               "explanations", "explain_ranking"),
+               "explanations", "explain_ranking", "item_token_scores", "item_token_ranking"),
          outs={"evaluation_report": paths.EVALUATION_MD, "evaluation_html": paths.EVALUATION_HTML},
          params=("baselines", "ranking"), metrics=paths.METRICS,
          plots=(f"{paths.FIGURES}/roc_test.png", f"{paths.FIGURES}/auc_by_method.png"),
          reads_metrics=("base_model", "alpaca_adapter", "rec_adapter", "rec_evaluation", "ranking_candidates",
                         "llm_ranking", "item_attributes", "explain_prompts", "explain_adapter",
-                        "explain_adapter_ablation", "explain_evaluation"),
+                        "explain_adapter_ablation", "explain_evaluation", "item_features", "item_token_adapter",
+                        "item_token_evaluation"),
          doc="Tables shaped like the paper's, plots, and reports/metrics.json."),
 )
 
@@ -202,6 +227,8 @@ TRAINING_TABLE_GATES = (
          report="reports/quality/explain_prompts.json", reads=("samples",)),
     Gate("validate_item_attributes", checks=("item_attributes",), params=("quality.min_attribute_coverage",),
          report="reports/quality/item_attributes.json", reads=("items",)),
+    Gate("validate_item_features", checks=("item_features",), params=("quality.min_attribute_coverage",),
+         report="reports/quality/item_features.json", reads=("items",)),
     Gate("validate_cross_domain_sets", checks=("cross_domain_sets",),
          params=("samples.like_threshold", "samples.history_len", "cross_domain.eval_splits"),
          report="reports/quality/cross_domain_sets.json"),

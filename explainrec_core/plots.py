@@ -71,3 +71,19 @@ def plot_auc_intervals(values: dict[str, dict[str, tuple[float, float, float] | 
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, target)
+
+
+def plot_modality_weights(weights: dict[str, dict[str, float]], target: Path) -> Path:
+    """Mean fusion attention per modality of the target item's token: weights[item group][modality]."""
+    groups = list(weights)
+    modalities = list(dict.fromkeys(m for per_group in weights.values() for m in per_group))
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    width = 0.8 / max(len(groups), 1)
+    for i, group in enumerate(groups):
+        ax.bar(np.arange(len(modalities)) + i * width, [weights[group].get(m, 0.0) for m in modalities], width,
+               label=group)
+    ax.set_xticks(np.arange(len(modalities)) + width * (len(groups) - 1) / 2, modalities, fontsize=8)
+    ax.set(ylabel="mean attention weight", ylim=(0, 1), title="Which modality the target's item token relies on")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, target)

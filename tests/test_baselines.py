@@ -29,7 +29,7 @@ from explainrec_core.evaluation.scoring import auc
 from explainrec_core.io import write_parquet
 from tests.conftest import read_table, write_params
 
-LEARNED = ("bpr", "lightgcn", "sasrec")
+LEARNED = ("bpr", "lightgcn", "sasrec", "mmgcn", "lattice")
 INTERACTIONS_SCHEMA = {"user_id": pl.Int64, "item_id": pl.Int64, "rating": pl.Float64, "timestamp": pl.Int64}
 
 
@@ -70,7 +70,21 @@ def group_world(n_users: int = 120, n_items: int = 30, per_user: int = 16, seed:
 @pytest.fixture(scope="module")
 def world():
     samples, interactions, items = group_world()
-    return samples, TrainingData.from_tables(samples, interactions, items, like_threshold=3.0)
+    return samples, TrainingData.from_tables(samples, interactions, items, like_threshold=3.0,
+                                             item_features=toy_item_features(items["item_id"].to_list()))
+
+
+def toy_item_features(item_ids: list[int]) -> pl.DataFrame:
+    """An item_features table for the multi-modal baselines: a one-hot 'attributes' vector (item id mod 5) and a
+    seeded random 'text' vector per item; no image."""
+    rng = np.random.default_rng(0)
+    attrs = [np.eye(5)[i % 5].tolist() for i in item_ids]
+    text = [rng.normal(size=8).tolist() for _ in item_ids]
+    return pl.DataFrame({"item_id": pl.Series(item_ids, dtype=pl.Int64),
+                         "text": pl.Series(text, dtype=pl.List(pl.Float32)),
+                         "attributes": pl.Series(attrs, dtype=pl.List(pl.Float32)),
+                         "image": pl.Series([None] * len(item_ids), dtype=pl.List(pl.Float32))}).with_columns(
+        has_text=pl.lit(True), has_attributes=pl.lit(True), has_image=pl.lit(False))
 
 
 # --- TrainingData ---

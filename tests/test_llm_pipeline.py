@@ -23,10 +23,11 @@ from explainrec_core.pipeline import run_step
 from tests.conftest import fast_llm_params, write_params
 
 LLM_STEPS = ("base_model", "alpaca_data", "alpaca_adapter", "rec_prompts", "rec_adapter", "rec_evaluation")
-EXPLAIN_STEPS = ("item_attributes", "preference_attributions", "explain_prompts", "explain_adapter",
+EXPLAIN_STEPS = ("preference_attributions", "explain_prompts", "explain_adapter",
                  "explain_adapter_ablation")
-EVAL_STEPS = ("ranking_candidates", "baselines", "llm_ranking", *EXPLAIN_STEPS, "explain_evaluation",
-              "evaluation_report")
+ITEM_TOKEN_STEPS = ("item_features", "item_token_adapter", "item_token_evaluation")
+EVAL_STEPS = ("ranking_candidates", "item_attributes", "item_features", "baselines", "llm_ranking", *EXPLAIN_STEPS,
+              "explain_evaluation", *ITEM_TOKEN_STEPS[1:], "evaluation_report")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,8 @@ def test_every_method_sees_the_same_samples_and_candidates(trained):
 def test_report_and_metrics(trained):
     root, stats = trained
     metrics = json.loads((root / paths.METRICS).read_text())
-    assert set(metrics["methods"]) == {"tallrec_lora", "explainrec", "explainrec_no_attribution", "popularity", "bpr"}
+    assert set(metrics["methods"]) == {"tallrec_lora", "explainrec", "explainrec_no_attribution",
+                                       "tallrec_item_tokens", "popularity", "bpr"}
     assert metrics["sample_counts"]["test"] == 16 and metrics["seeds"]["baselines"] == [0, 1]
     bpr = metrics["methods"]["bpr"]
     assert bpr["test_auc"]["n_seeds"] == 2 and 0 <= bpr["test_auc"]["mean"] <= 1 and bpr["ndcg@10"] is not None
@@ -99,7 +101,7 @@ def test_report_and_metrics(trained):
     assert "Paired comparisons" in md
     assert "Table I: main results" in md and "| bpr |" in md and "Table III: cold start" in md
     page = (root / paths.EVALUATION_HTML).read_text()
-    assert page.count("data:image/png;base64,") == 3 and 'src="http' not in page  # self-contained
+    assert page.count("data:image/png;base64,") == 5 and 'src="http' not in page  # self-contained
     assert (root / "reports/figures/roc_test.png").stat().st_size > 5000
 
 
@@ -259,3 +261,46 @@ def test_accelerate_launch_two_processes(trained, tmp_path):
     single = json.loads((root / "reports/models/rec_adapter.json").read_text())
     assert 0.3 < metrics["tokens"] / single["tokens"] < 0.7
     assert metrics["adapter"]["tensors"] == 8 and (tmp_path / paths.REC_ADAPTER / WEIGHTS).is_file()
+
+
+def test_item_token_model(trained):
+    """Item features for every item; the fusion trained on the rec adapter (LoRA frozen: the same LoRA weights);
+    scored on the TALLRec recipe's samples and lists and compared with it, paired; refuses other features."""
+    from explainrec_core.errors import ExplainRecError
+    from explainrec_core.features.fusion import CONFIG, WEIGHTS as FUSION_WEIGHTS
+    from explainrec_core.steps.item_token_steps import load_item_token_model
+
+    root, stats = trained
+    cfg = load_config(root / "params.yaml")
+    features = pl.read_parquet(paths.resolve(paths.ITEM_FEATURES, cfg, root))
+    items = pl.read_parquet(paths.resolve(paths.processed("items"), cfg, root))
+    assert features.height == items.height and features["has_text"].all() and not features["has_image"].any()
+    report = stats["item_features"]
+    assert report["image"]["off"].startswith("no CLIP weights") and report["text"]["dim"] == 384
+    assert 0.5 < report["collaborative"]["coverage"] < 1  # items nobody liked in the training period: none
+    adapter = stats["item_token_adapter"]
+    assert adapter["modalities_off"] == ["image"] and adapter["steps"] == 2 and 0 <= adapter["valid_auc"] <= 1
+    folder = root / paths.ITEM_TOKEN_ADAPTER
+    assert (folder / FUSION_WEIGHTS).is_file() and (folder / CONFIG).is_file()
+    assert _digest(folder / WEIGHTS) == _digest(root / paths.REC_ADAPTER / WEIGHTS)  # LoRA frozen in step 2
+    evaluation = stats["item_token_evaluation"]
+    for group, weights in evaluation["modality_weights"].items():
+        assert sum(weights.values()) == pytest.approx(1.0, abs=1e-4), group
+    scores = pl.read_parquet(root / paths.ITEM_TOKEN_SCORES).select("set", "sample_id").sort("set", "sample_id")
+    assert scores.equals(pl.read_parquet(root / paths.REC_SCORES).select("set", "sample_id").sort("set", "sample_id"))
+    ranked = pl.read_parquet(root / paths.ITEM_TOKEN_RANKING)
+    assert ranked["sample_id"].to_list() == pl.read_parquet(root / paths.LLM_RANKING)["sample_id"].to_list()
+    metrics = json.loads((root / paths.METRICS).read_text())
+    pairs = [c for c in metrics["comparisons"] if c["a"] == "tallrec_item_tokens" and c["b"] == "tallrec_lora"]
+    assert {c["set"] for c in pairs} == {"test", "new_user", "new_item", "llm_lists"}
+
+    # features rebuilt from other data: the saved fusion refuses them, the adapter stays as it was
+    path = paths.resolve(paths.ITEM_FEATURES, cfg, root)
+    original = path.read_bytes()
+    try:
+        features.with_columns(pl.col("text").list.eval(pl.element() * 2)).write_parquet(path)
+        with pytest.raises(ExplainRecError, match="trained on item features"):
+            load_item_token_model(cfg, root)
+    finally:
+        path.write_bytes(original)
+    assert (folder / FUSION_WEIGHTS).is_file()

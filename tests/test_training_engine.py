@@ -14,7 +14,7 @@ import transformers
 from safetensors.torch import load_file
 
 from explainrec_core.config import TrainConfig
-from explainrec_core.training.engine import CheckpointError, Example, _collate, train
+from explainrec_core.training.engine import CheckpointError, Example, collate, train
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -153,7 +153,7 @@ class CallCountingLoss:
     def __call__(self, model, examples, pad_token_id, device, step):
         self.steps.append(step)
         self.calls += 1
-        return model(**_collate(examples, pad_token_id, device)).loss * (1 + (self.calls % 3) / 10)
+        return model(**collate(examples, pad_token_id, device)).loss * (1 + (self.calls % 3) / 10)
 
     def state_dict(self) -> dict:
         return {"calls": self.calls}

@@ -36,10 +36,15 @@ class TrainingData:
     """The item catalogue (item_id, title, year, genres): metadata, no interactions."""
     like_threshold: float
     """label = rating > like_threshold."""
+    item_features: pl.DataFrame | None = None
+    """The `item_features` asset, when given (only the multi-modal baselines read it): one row per item, `item_id`
+    (Int64), one List(Float32) vector column per modality (`text`, `attributes`, `collaborative`, `image`; null
+    where the item lacks it) and a boolean `has_<modality>` per vector column. Those baselines read its content
+    columns only (text, attributes, image): `collaborative` is another model's output."""
 
     @classmethod
     def from_tables(cls, samples: pl.DataFrame, interactions: pl.DataFrame, items: pl.DataFrame,
-                    like_threshold: float) -> TrainingData:
+                    like_threshold: float, *, item_features: pl.DataFrame | None = None) -> TrainingData:
         train = samples.filter(pl.col("split") == "train")
         if train.is_empty():
             raise ValueError("samples have no 'train' split: nothing to train on")
@@ -52,7 +57,8 @@ class TrainingData:
             & ((pl.col("user_id") < user) | ((pl.col("user_id") == user) & (pl.col("item_id") <= item)))
         )
         period = interactions.filter(at_or_before).select("user_id", "item_id", "rating", "timestamp")
-        return cls(train=train, interactions=period, items=items, like_threshold=float(like_threshold))
+        return cls(train=train, interactions=period, items=items, like_threshold=float(like_threshold),
+                   item_features=item_features)
 
     def liked(self) -> pl.DataFrame:
         """Training-period interactions that are likes (rating > like_threshold)."""

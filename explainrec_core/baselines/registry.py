@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from explainrec_core.baselines import bpr, content, lightgcn, popularity, sasrec
+from explainrec_core.baselines import bpr, content, lattice, lightgcn, mmgcn, popularity, sasrec
 from explainrec_core.baselines.base import Recommender
 
 BASELINES: dict[str, Callable[[], Recommender]] = {
@@ -21,9 +21,14 @@ BASELINES: dict[str, Callable[[], Recommender]] = {
     "lightgcn": lightgcn.LightGCN,
     "sasrec": sasrec.SASRec,
     "content": content.ContentBased,
+    "mmgcn": mmgcn.MMGCN,
+    "lattice": lattice.LATTICE,
 }
 
 PROTOCOLS = ("auc", "ranking")
+
+USES_ITEM_FEATURES = frozenset({"mmgcn", "lattice"})
+"""The baselines that read the item_features asset (its content modalities) through TrainingData."""
 
 RANKING_CONFIGS = {
     "popularity": popularity.PopularityConfig(),  # nothing to tune: the same model under both protocols
@@ -31,6 +36,8 @@ RANKING_CONFIGS = {
     "lightgcn": lightgcn.RANKING_CONFIG,
     "sasrec": sasrec.RANKING_CONFIG,
     "content": content.RANKING_CONFIG,
+    "mmgcn": mmgcn.RANKING_CONFIG,
+    "lattice": lattice.RANKING_CONFIG,
 }
 
 

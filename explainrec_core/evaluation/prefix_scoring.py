@@ -46,6 +46,10 @@ from explainrec_core.evaluation.quantize import int8_copy, is_int8
 from explainrec_core.prompts import REC_INSTRUCTION, alpaca_prompt, rec_input
 
 _TARGET = "\x00target\x00"  # stands in for the target title while splitting the template
+Embed = Callable[[torch.Tensor], torch.Tensor]
+"""input ids (1, n) -> input embeddings (1, n, hidden): the prefix of a prompt with soft tokens."""
+RowEmbed = Callable[[Sequence[int], torch.Tensor], torch.Tensor]
+"""(row indices, input ids (rows, width)) -> input embeddings: a batch of prompts (or suffixes) with soft tokens."""
 
 
 def _template_parts(history: Sequence[tuple[str, float]], like_threshold: float) -> tuple[str, str]:
@@ -118,21 +122,30 @@ def _expanded_cache(pairs, batch: int):
     return cache
 
 
-def prefix_cache(model, prefix_ids: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per-layer (keys, values) of one forward pass over `prefix_ids` (batch 1)."""
+def prefix_cache(model, prefix_ids: Sequence[int], prefix_embed: Embed | None = None
+                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer (keys, values) of one forward pass over `prefix_ids` (batch 1); `prefix_embed(ids)` gives the
+    input embeddings when the prefix holds soft tokens (features/item_token_model.py)."""
     if not prefix_ids:
         raise ValueError("the prefix tokenises to nothing")
     device = next(model.parameters()).device
-    out = model(input_ids=torch.tensor([list(prefix_ids)], device=device), use_cache=True, logits_to_keep=1)
+    ids = torch.tensor([list(prefix_ids)], device=device)
+    inputs = {"inputs_embeds": prefix_embed(ids)} if prefix_embed is not None else {"input_ids": ids}
+    out = model(**inputs, use_cache=True, logits_to_keep=1)
     return _key_values(_output_cache(out))
 
 
 @torch.inference_mode()
 def score_after_prefix(model, prefix_ids: Sequence[int], suffix_ids: Sequence[Sequence[int]],
                        answer_ids: dict[str, int], batch_size: int, pad_id: int | None = None,
-                       on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+                       on_batch: Callable[[int], None] | None = None, *, embed: RowEmbed | None = None,
+                       prefix_embed: Embed | None = None) -> np.ndarray:
     """P(Yes) of the token sequence `prefix_ids + s` for each s in `suffix_ids` (in the given order); the prefix
     runs once and its KV cache is shared by every batch of suffixes.
+
+    Prompts with soft tokens: `embed(rows, input_ids)` returns the input embeddings of a batch of suffixes (`rows`:
+    their indices in `suffix_ids`), `prefix_embed(ids)` those of the prefix; without them the ids are embedded
+    by the model's own table.
 
     Suffixes are batched longest first, so a batch holds suffixes of (nearly) one length: little padding, and the
     vocabulary projection runs for one or two positions per batch instead of one per distinct length.
@@ -153,7 +166,7 @@ def score_after_prefix(model, prefix_ids: Sequence[int], suffix_ids: Sequence[Se
     was_training = model.training
     model.eval()
     try:
-        pairs = prefix_cache(model, prefix_ids)
+        pairs = prefix_cache(model, prefix_ids, prefix_embed)
         for start in range(0, len(order), batch_size):
             rows_idx = order[start: start + batch_size]
             batch = [suffix_ids[i] for i in rows_idx]
@@ -169,7 +182,8 @@ def score_after_prefix(model, prefix_ids: Sequence[int], suffix_ids: Sequence[Se
                                         suffix_mask], dim=1)
             position_ids = (n_prefix + torch.arange(width, device=device)).expand(rows, -1)
             keep, where = torch.unique(lengths - 1, return_inverse=True)  # only the positions someone needs
-            logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            inputs = {"inputs_embeds": embed(rows_idx, input_ids)} if embed is not None else {"input_ids": input_ids}
+            logits = model(**inputs, attention_mask=attention_mask, position_ids=position_ids,
                            use_cache=True, logits_to_keep=keep, **{cache_arg: _expanded_cache(pairs, rows)}).logits
             logits = logits[torch.arange(rows, device=device), where]  # (rows, vocab): each row's last real token
             p_yes = torch.softmax(logits.float().index_select(-1, yes_no), dim=-1)[:, 0]

@@ -31,7 +31,8 @@ __all__ = ["collect_metrics", "main_table", "mean_std", "write_report"]
 LLM = "tallrec_lora"  # the method name of our LLM in tables and metrics.json
 EXPLAINREC = "explainrec"  # the attributed model (answer + explanation, joint loss)
 ABLATION = "explainrec_no_attribution"  # the same without preference attribution in the prompt
-LLM_METHODS = (LLM, EXPLAINREC, ABLATION)  # ranked only on the LLM's candidate lists
+ITEM_TOKENS = "tallrec_item_tokens"  # the TALLRec recipe's adapter + item tokens (fusion trained, LoRA frozen)
+LLM_METHODS = (LLM, EXPLAINREC, ABLATION, ITEM_TOKENS)  # ranked only on the LLM's candidate lists
 VARIANT_METHODS = {"attributed": EXPLAINREC, "no_attribution": ABLATION}  # explain_* files' variant -> method
 SETS = ("test", "new_user", "new_item")
 LISTS = ("llm_lists", "all_lists")  # the LLM's candidate lists; every list the baselines ranked
@@ -55,9 +56,13 @@ def auc_frames(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
     frames: dict[str, dict[str, pl.DataFrame]] = {s: {} for s in SETS}
     llm = pl.read_parquet(root / paths.REC_SCORES)
     explain = pl.read_parquet(root / paths.EXPLAIN_SCORES) if (root / paths.EXPLAIN_SCORES).is_file() else None
+    item_tokens = _read_if_any(root / paths.ITEM_TOKEN_SCORES)
     baselines = _baseline_rows(pl.read_parquet(root / paths.BASELINE_SCORES), "auc")
     for name in SETS:
         frames[name][LLM] = llm.filter(pl.col("set") == name).select("sample_id", "label", score="p_yes")
+        if item_tokens is not None:
+            frames[name][ITEM_TOKENS] = item_tokens.filter(pl.col("set") == name).select("sample_id", "label",
+                                                                                         score="p_yes")
         if explain is not None:
             for variant, method in VARIANT_METHODS.items():
                 part = explain.filter((pl.col("variant") == variant) & (pl.col("set") == name))
@@ -66,6 +71,12 @@ def auc_frames(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
         for (method,), part in baselines.filter(pl.col("set") == name).group_by("method", maintain_order=True):
             frames[name][method] = part.select("sample_id", "label", "score", "seed")
     return {name: per_set for name, per_set in frames.items() if all(f.height for f in per_set.values())}
+
+
+def _read_if_any(path: Path) -> pl.DataFrame | None:
+    """An optional method's scores (a profile may leave its steps out); None when absent or empty."""
+    frame = pl.read_parquet(path) if path.is_file() else None
+    return frame if frame is not None and frame.height else None
 
 
 def _ndcg(ranks: np.ndarray) -> np.ndarray:
@@ -78,6 +89,10 @@ def ndcg_frames(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
     ranked = pl.read_parquet(root / paths.LLM_RANKING)
     llm_lists[LLM] = pl.DataFrame({"sample_id": ranked["sample_id"],
                                    "ndcg": _ndcg(positive_ranks(np.array(ranked["scores"].to_list())))})
+    item_tokens = _read_if_any(root / paths.ITEM_TOKEN_RANKING)
+    if item_tokens is not None:
+        llm_lists[ITEM_TOKENS] = pl.DataFrame({"sample_id": item_tokens["sample_id"], "ndcg": _ndcg(
+            positive_ranks(np.array(item_tokens["scores"].to_list())))})
     path = root / paths.EXPLAIN_RANKING
     explain = pl.read_parquet(path) if path.is_file() else None
     if explain is not None and "sample_id" in explain.columns:  # older files keyed lists by position only
@@ -142,6 +157,11 @@ def paired_comparisons(root: Path, baselines: set[str]) -> tuple[dict, list[dict
                 if best and method != best:
                     comparisons.append({"a": method, "b": best, "set": name, "metric": key,
                                         **dist.minus(dists[best]).to_dict()})
+            # One setting changed: the same adapter with and without item tokens, on every set and the LLM's lists.
+            if ITEM_TOKENS in dists and LLM in dists and name != "all_lists":
+                diff = dists[ITEM_TOKENS].minus(dists[LLM]).to_dict()
+                full_model.setdefault("item_tokens_vs_text", {})[f"{key}:{name}"] = diff
+                comparisons.append({"a": ITEM_TOKENS, "b": LLM, "set": name, "metric": key, **diff})
             if EXPLAINREC in dists and name in ("test", "llm_lists"):
                 for other in (ABLATION, LLM):
                     if other in dists:
@@ -166,7 +186,7 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
                 "inference_ms_per_sample": 1e3 / evaluation["scoring"]["samples_per_s"],
                 "peak_memory_mb": max(rec.get("peak_memory_mb") or 0, alpaca.get("peak_memory_mb") or 0),
                 "seeds": [cfg.llm_training.seed], "base_model": base.get("source")})
-    methods = {LLM: llm, **_explain_methods(cfg, upstream)}
+    methods = {LLM: llm, **_explain_methods(cfg, upstream), **_item_token_method(cfg, upstream)}
     for method in cfg.baselines.methods:
         rows = results.filter(pl.col("method") == method)
         auc_rows, rank_rows = _baseline_rows(rows, "auc"), _baseline_rows(rows, "ranking")
@@ -206,6 +226,23 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         "vs_full_model": paired["vs_full_model"],
         "comparisons": comparisons,
     }
+
+
+def _item_token_method(cfg: Config, upstream: dict[str, dict]) -> dict:
+    """The TALLRec recipe with item tokens, from the item_token_evaluation and item_token_adapter metrics."""
+    m, train = upstream.get("item_token_evaluation"), upstream.get("item_token_adapter", {})
+    if not m:
+        return {}
+    entry = {f"{name}_auc": m[name]["auc"] for name in SETS if name in m}
+    entry.update({k: m.get("ranking", {}).get(k) for k in ("mrr", *(f"{x}@{k}" for x in ("hit", "ndcg") for k in KS))})
+    coverage = {k: v.get("coverage") for k, v in upstream.get("item_features", {}).items() if isinstance(v, dict)}
+    entry.update({"modality_weights": m.get("modality_weights"), "modalities": train.get("modalities"),
+                  "modality_coverage": coverage,
+                  "modalities_off": train.get("modalities_off"),
+                  "train_seconds": train.get("train_seconds"),
+                  "inference_ms_per_sample": 1e3 / m["scoring"]["samples_per_s"],
+                  "peak_memory_mb": train.get("peak_memory_mb"), "seeds": [cfg.llm_training.seed]})
+    return {ITEM_TOKENS: entry}
 
 
 def _explain_methods(cfg: Config, upstream: dict[str, dict]) -> dict:
@@ -358,8 +395,9 @@ def _figures(root: Path, metrics: dict) -> list[Path]:
                 intervals[name][method] = (f["auc"], *f["auc_ci95"])
     figures = [plot_roc(curves, root / paths.FIGURES / "roc_test.png", highlight=LLM),
                plot_auc_intervals(intervals, root / paths.FIGURES / "auc_by_method.png")]
-    training = root / paths.FIGURES / "rec_adapter_training.png"
-    return figures + [training] if training.is_file() else figures
+    extra = [root / paths.FIGURES / name for name in ("rec_adapter_training.png", "item_token_adapter_training.png",
+                                                       "item_token_modality_weights.png")]
+    return figures + [f for f in extra if f.is_file()]
 
 
 def write_report(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from explainrec_core.evaluation.prefix_scoring import score_after_prefix
+from explainrec_core.evaluation.prefix_scoring import RowEmbed, score_after_prefix
 from explainrec_core.evaluation.quantize import int8_copy, is_int8
 
 
@@ -49,7 +49,7 @@ def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
 @torch.inference_mode()
 def score_yes(model, tokenizer, prompts: Sequence[str], answer_ids: dict[str, int], batch_size: int = 8,
               on_batch: Callable[[int], None] | None = None, *, share_prefix: bool = True,
-              int8: bool = False) -> np.ndarray:
+              int8: bool = False, embed: RowEmbed | None = None, slot_id: int | None = None) -> np.ndarray:
     """P(Yes) for each prompt (in the given order).
 
     share_prefix: the tokens every prompt starts with (TALLRec's preamble and instruction, ~74 of ~230 SmolLM2
@@ -57,19 +57,26 @@ def score_yes(model, tokenizer, prompts: Sequence[str], answer_ids: dict[str, in
         (`prefix_scoring.score_after_prefix`); the scores equal full-prompt scoring (to float rounding).
     int8: score with a merged, dynamically int8-quantised copy of the model (`quantize.int8_copy`; CPU only).
         The copy is made per call unless `model` already is one.
+    embed, slot_id: prompts with soft tokens (features/item_token_model.py): `embed(rows, input_ids)` gives the
+        input embeddings of a batch of prompts (their rows in `prompts`) or of their remainders after the shared
+        prefix, which then stops before the first `slot_id` token (the soft tokens differ between prompts even
+        where the ids agree).
     """
     encoded = [tokenizer(p)["input_ids"] for p in prompts]
     if int8 and encoded and not is_int8(model):
         model = int8_copy(model)
     shared = common_prefix_length(encoded) if share_prefix and len(encoded) > 1 else 0
+    if slot_id is not None:
+        shared = min([shared, *(ids.index(slot_id) for ids in encoded if slot_id in ids)])
     if shared:
         return score_after_prefix(model, encoded[0][:shared], [ids[shared:] for ids in encoded], answer_ids,
-                                  batch_size, tokenizer.pad_token_id, on_batch=on_batch)
-    return _score_full_prompts(model, encoded, tokenizer.pad_token_id, answer_ids, batch_size, on_batch)
+                                  batch_size, tokenizer.pad_token_id, on_batch=on_batch, embed=embed)
+    return _score_full_prompts(model, encoded, tokenizer.pad_token_id, answer_ids, batch_size, on_batch, embed)
 
 
 def _score_full_prompts(model, encoded: Sequence[Sequence[int]], pad_id: int, answer_ids: dict[str, int],
-                        batch_size: int, on_batch: Callable[[int], None] | None) -> np.ndarray:
+                        batch_size: int, on_batch: Callable[[int], None] | None,
+                        embed: RowEmbed | None = None) -> np.ndarray:
     """P(Yes) of whole prompts: batches longest first (little padding), left-padded with explicit positions."""
     device = next(model.parameters()).device
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -78,10 +85,11 @@ def _score_full_prompts(model, encoded: Sequence[Sequence[int]], pad_id: int, an
     was_training = model.training
     model.eval()
     for start in range(0, len(order), batch_size):
-        batch = [encoded[i] for i in order[start: start + batch_size]]
+        rows = order[start: start + batch_size]
+        batch = [encoded[i] for i in rows]
         input_ids, mask, positions = left_pad(batch, pad_id, device)
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                       logits_to_keep=1).logits[:, -1, :]
+        inputs = {"inputs_embeds": embed(rows, input_ids)} if embed is not None else {"input_ids": input_ids}
+        logits = model(**inputs, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits[:, -1, :]
         p_yes = torch.softmax(logits.float().index_select(-1, yes_no), dim=-1)[:, 0]
         scores[order[start: start + batch_size]] = p_yes.cpu().numpy()
         if on_batch:

@@ -70,10 +70,11 @@ def verify_adapter(folder: Path, expected_modules: int | None = None) -> dict:
             "bytes": weights.stat().st_size}
 
 
-def save_adapter(model, target: Path, card: dict, expected_modules: int | None = None) -> dict:
+def save_adapter(model, target: Path, card: dict, expected_modules: int | None = None, extras=None) -> dict:
     """save_pretrained (safetensors) + model card into a temporary folder, verify, then swap it into place.
 
-    The previous adapter at `target` stays intact unless the new one verifies.
+    `extras(folder)` writes further files into the same folder first (an item-token fusion), so they are swapped
+    in with the adapter. The previous adapter at `target` stays intact unless the new one verifies.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +82,8 @@ def save_adapter(model, target: Path, card: dict, expected_modules: int | None =
     try:
         model.save_pretrained(staging, safe_serialization=True)
         stats = verify_adapter(staging, expected_modules)
+        if extras is not None:
+            extras(staging)
         card = {**card, "adapter": stats}
         (staging / CARD_JSON).write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
         (staging / CARD).write_text(render_card(card))

@@ -14,7 +14,7 @@ import great_expectations as gx
 import pandas as pd
 import polars as pl
 
-from explainrec_core.config import Config
+from explainrec_core.config import STORED_MODALITIES, Config
 from explainrec_core.errors import DataError
 from explainrec_core.quality import suites, training_suites
 
@@ -149,6 +149,16 @@ def check_cross_domain_sets(cfg: Config, files: Files) -> SuiteResult:
     return run_suite("cross_domain_sets", files["cross_domain_sets"], frame, training_suites.cross_domain_suite(cfg))
 
 
+def check_item_features(cfg: Config, files: Files) -> SuiteResult:
+    item_ids = pl.read_parquet(files["items"], columns=["item_id"])["item_id"].to_list()
+    features = pl.read_parquet(files["item_features"])
+    dims = {m: int(features[m].drop_nulls().list.len()[0]) for m in STORED_MODALITIES
+            if m in features.columns and features[m].drop_nulls().len()}
+    return run_suite("item_features", files["item_features"],
+                     training_suites.item_features_frame(features, STORED_MODALITIES),
+                     training_suites.item_features_suite(item_ids, dims, cfg.quality.min_attribute_coverage))
+
+
 def _sample_splits(files: Files) -> pl.DataFrame:
     return pl.read_parquet(files["samples"], columns=["sample_id", "split"])
 
@@ -165,9 +175,10 @@ CHECKS: dict[str, Callable[[Config, Files], SuiteResult]] = {
     "explain_prompts": check_explain_prompts,
     "item_attributes": check_item_attributes,
     "cross_domain_sets": check_cross_domain_sets,
+    "item_features": check_item_features,
 }
 TABLES = ("interactions", "items", "users", "samples", "cold_start_sets", "item_attributes",
-          "cross_domain_sets")  # what lives in the processed folder
+          "cross_domain_sets", "item_features")  # what lives in the processed folder
 
 
 def validate_folder(cfg: Config, folder: str | Path) -> list[SuiteResult]:

@@ -131,3 +131,45 @@ def cross_domain_suite(cfg: Config) -> list:
         # Zero-shot: no target-domain item is a training target or history item.
         gxe.ExpectColumnValuesToBeInSet(column="target_item_in_training", value_set=[False]),
     ]
+
+
+def item_features_frame(features: pl.DataFrame, modalities: tuple[str, ...]) -> pd.DataFrame:
+    """One row per item with derived columns per modality: the vector's length, whether every value is finite,
+    and whether has_<modality> agrees with the vector being there."""
+    derived = []
+    for m in modalities:
+        if m not in features.columns:
+            continue
+        derived += [
+            pl.col(m).list.len().alias(f"{m}_dim"),
+            pl.col(m).list.eval(pl.element().is_finite()).list.all().fill_null(True).alias(f"{m}_finite"),
+            (pl.col(m).is_not_null() == pl.col(f"has_{m}")).fill_null(False).alias(f"{m}_flag_agrees"),
+        ]
+    return features.with_columns(derived).select(
+        "item_id", *[c for m in modalities if m in features.columns
+                     for c in (f"has_{m}", f"{m}_dim", f"{m}_finite", f"{m}_flag_agrees")]).to_pandas()
+
+
+def item_features_suite(item_ids: list[int], dims: dict[str, int], min_attribute_coverage: float) -> list:
+    """Every catalogue item once; per modality one dimension, finite values, flags that agree; the text modality
+    for every item, attributes for at least `min_attribute_coverage` of them, a collaborative vector for some
+    (items nobody liked in the training period have none: masked, not zero). `dims`: modality -> its dimension
+    (the first present vector's), for the modalities that have any vector."""
+    n = len(item_ids)
+    checks = [
+        gxe.ExpectTableRowCountToBeBetween(min_value=n, max_value=n),
+        gxe.ExpectColumnValuesToBeUnique(column="item_id"),
+        gxe.ExpectColumnValuesToBeInSet(column="item_id", value_set=item_ids),
+        gxe.ExpectColumnValuesToBeInSet(column="has_text", value_set=[True]),
+        gxe.ExpectColumnSumToBeBetween(column="has_attributes", min_value=math.ceil(min_attribute_coverage * n),
+                                       description=f"at least {min_attribute_coverage:.0%} of the items have an "
+                                                   "attribute vector"),
+        gxe.ExpectColumnSumToBeBetween(column="has_collaborative", min_value=1),
+    ]
+    for m, dim in dims.items():
+        checks += [
+            gxe.ExpectColumnValuesToBeBetween(column=f"{m}_dim", min_value=dim, max_value=dim),  # nulls are skipped
+            gxe.ExpectColumnValuesToBeInSet(column=f"{m}_finite", value_set=[True]),
+            gxe.ExpectColumnValuesToBeInSet(column=f"{m}_flag_agrees", value_set=[True]),
+        ]
+    return checks

@@ -16,7 +16,7 @@ import polars as pl
 
 from explainrec_core import paths
 from explainrec_core.baselines.base import Recommender, TrainingData
-from explainrec_core.baselines.registry import BASELINES, PROTOCOLS, build_baseline
+from explainrec_core.baselines.registry import BASELINES, PROTOCOLS, USES_ITEM_FEATURES, build_baseline
 from explainrec_core.config import Config
 from explainrec_core.errors import ConfigError
 from explainrec_core.evaluation.prefix_scoring import candidate_suffix, rec_prompt_parts, score_shared_prefix
@@ -96,9 +96,12 @@ def run_baselines(cfg: Config, root: Path) -> dict:
     Results have one row per (method, seed, protocol): "auc" rows hold the AUC columns, "ranking" rows the rank_
     columns (the other protocol's columns are null). fit_seconds is the training alone (no validation)."""
     samples, cold = read_processed(cfg, root, "samples"), read_processed(cfg, root, "cold_start_sets")
+    # The multi-modal baselines (MMGCN, LATTICE) read the item_features asset's content modalities.
     data = TrainingData.from_tables(samples, read_processed(cfg, root, "interactions"),
                                     read_processed(cfg, root, "items"),
-                                    cfg.samples.like_threshold)
+                                    cfg.samples.like_threshold,
+                                    item_features=pl.read_parquet(paths.resolve(paths.ITEM_FEATURES, cfg, root))
+                                    if USES_ITEM_FEATURES & set(cfg.baselines.methods) else None)
     sets = {"test": samples.filter(pl.col("split") == "test"),
             **{name: samples.join(cold.filter(pl.col("set") == name).select("sample_id"), on="sample_id")
                for name in ("new_user", "new_item")}}

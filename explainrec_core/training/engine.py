@@ -192,7 +192,7 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
                 tokens += sum(len(examples[i].input_ids) for i in idx)
                 with accelerator.accumulate(wrapped):
                     if loss_fn is None:
-                        loss = wrapped(**_collate([examples[i] for i in idx], pad_token_id, accelerator.device)).loss
+                        loss = wrapped(**collate([examples[i] for i in idx], pad_token_id, accelerator.device)).loss
                     else:
                         loss = loss_fn(wrapped, [examples[i] for i in idx], pad_token_id, accelerator.device,
                                        step=state.step)
@@ -269,7 +269,7 @@ def _epoch_groups(n: int, cfg: TrainConfig, epoch: int) -> list[list[list[int]]]
     return [micro[i:i + cfg.grad_accum] for i in range(0, len(micro), cfg.grad_accum)]
 
 
-def _collate(batch: list[Example], pad_token_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+def collate(batch: list[Example], pad_token_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     """Right-pad to the longest example; padding is masked out of attention and loss."""
     width = max(len(ex.input_ids) for ex in batch)
     input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)

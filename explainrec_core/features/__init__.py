@@ -1,0 +1,1 @@
+"""Item features (text, image, attributes, collaborative) and the item-token pathway into the LLM."""

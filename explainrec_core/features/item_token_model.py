@@ -1,0 +1,91 @@
+"""The LLM with item tokens: token embeddings, except at `<|item|>` positions, where the fused, projected item (or
+user) vector goes (features/fusion.py, feature_bank.py, item_prompts.py).
+
+`ItemTokenLM` is one nn.Module holding the (LoRA) LLM, the fusion and the feature bank, so the training engine sees
+one model: its trainable parameters (the fusion's, and the LoRA's when they are trained) are optimised and
+checkpointed together. Scoring goes through the same `embed`, passed to the scoring engine as a callback, so the
+shared-prefix (KV-cached) scoring of item-token prompts equals full-prompt scoring as it does for text prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from explainrec_core.features.feature_bank import FeatureBank, SlotRequest
+from explainrec_core.features.fusion import ModalityFusion
+from explainrec_core.training.engine import Example, collate
+
+
+@dataclass(frozen=True)
+class SlotExample(Example):
+    """A training example whose prompt has item tokens: `request` says what each `<|item|>` stands for."""
+
+    request: SlotRequest | None = None
+
+
+class ItemTokenLM(nn.Module):
+    def __init__(self, llm, fusion: ModalityFusion, bank: FeatureBank, slot_id: int) -> None:
+        super().__init__()
+        self.llm, self.fusion, self.bank, self.slot_id = llm, fusion, bank, slot_id
+        if list(fusion.modalities) != list(bank.modalities):
+            raise ValueError(f"the fusion attends over {fusion.modalities}, the features offer {bank.modalities}")
+
+    def soft_tokens(self, requests: Sequence[SlotRequest]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens (all slots of all requests, in order; hidden_size), attention weights of the item slots)."""
+        inputs = self.bank.slot_inputs(requests)
+        device = next(self.fusion.parameters()).device
+        tokens = torch.empty(inputs["n_slots"], self.fusion.spec.hidden_size, device=device)
+        weights = torch.zeros(0, len(self.fusion.modalities), device=device)
+        if len(inputs["item_positions"]):
+            item_tokens, weights = self.fusion.item_tokens(
+                {m: v.to(device) for m, v in inputs["features"].items()}, inputs["present"].to(device),
+                inputs["context"].to(device), inputs["has_context"].to(device))
+            tokens = tokens.index_copy(0, inputs["item_positions"].to(device), item_tokens)
+        if len(inputs["user_positions"]):
+            user_tokens = self.fusion.user_tokens(inputs["user_context"].to(device),
+                                                  inputs["user_has_context"].to(device))
+            tokens = tokens.index_copy(0, inputs["user_positions"].to(device), user_tokens)
+        return tokens, weights
+
+    def embed(self, input_ids: torch.Tensor, requests: Sequence[SlotRequest]) -> torch.Tensor:
+        """Input embeddings of `input_ids` (rows, width) with every `<|item|>` replaced, row by row in order, by the
+        soft tokens of that row's request. A row whose marker count differs from its request's slots raises."""
+        is_slot = input_ids == self.slot_id
+        counts = is_slot.sum(1).tolist()
+        expected = [len(r.items) for r in requests]
+        if counts != expected:
+            raise ValueError(f"prompts hold {counts} item markers, their requests name {expected} items")
+        table = self.llm.get_input_embeddings()
+        embeds = table(input_ids.masked_fill(is_slot, 0))
+        if not any(expected):
+            return embeds
+        tokens, _ = self.soft_tokens(requests)
+        return embeds.masked_scatter(is_slot.unsqueeze(-1), tokens.to(embeds.dtype))
+
+    def forward(self, input_ids: torch.Tensor, requests: Sequence[SlotRequest], **kwargs):
+        return self.llm(inputs_embeds=self.embed(input_ids, requests), **kwargs)
+
+
+def item_token_loss(model, examples: Sequence[SlotExample], pad_token_id: int, device, step: int = 0) -> torch.Tensor:
+    """The answer's causal-LM loss with item tokens (the training engine's `loss_fn`)."""
+    batch = collate(list(examples), pad_token_id, device)
+    return model(batch["input_ids"], [ex.request for ex in examples], attention_mask=batch["attention_mask"],
+                 labels=batch["labels"]).loss
+
+
+def scoring_embedder(model: ItemTokenLM, requests: Sequence[SlotRequest]):
+    """The scoring engine's `embed(rows, input_ids)` callback for prompts whose slots are `requests`."""
+    def embed(rows: Sequence[int], input_ids: torch.Tensor) -> torch.Tensor:
+        return model.embed(input_ids, [requests[r] for r in rows])
+
+    return embed
+
+
+def token_embedding_norm(llm) -> float:
+    """Mean L2 norm of the LLM's token embeddings: the scale soft tokens start at."""
+    with torch.no_grad():
+        return float(llm.get_input_embeddings().weight.float().norm(dim=-1).mean())

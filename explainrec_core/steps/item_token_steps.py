@@ -1,0 +1,219 @@
+"""Item-token steps: item_features -> item_token_adapter -> item_token_evaluation (paper III-D; CoLLM's route).
+
+Training schedule: CoLLM's two steps. Step 1 is the TALLRec recipe's rec_adapter (LoRA on the text prompts);
+step 2 (here) trains the fusion and projector on the same few-shot samples, with the same `llm_training` schedule
+(steps, evaluations, early stopping, seed), the LoRA frozen. Only the learning rate is the fusion's own
+(`multimodal.fusion_lr`: a freshly initialised MLP needs a larger one than a LoRA update), and the cutoff grows by
+the markers' tokens so the same history fits. The item-token model thus differs from the TALLRec recipe in
+the soft tokens alone, and is scored on the same samples and candidate lists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from explainrec_core import paths
+from explainrec_core.baselines.base import TrainingData
+from explainrec_core.config import Config
+from explainrec_core.evaluation.prefix_scoring import score_after_prefix
+from explainrec_core.evaluation.ranking import llm_lists, ranking_metrics
+from explainrec_core.evaluation.scoring import auc, score_yes
+from explainrec_core.features.feature_bank import FeatureBank, SlotRequest
+from explainrec_core.features.fusion import FusionSpec, ModalityFusion, load_fusion, save_fusion
+from explainrec_core.features.item_features import build_item_features, features_digest
+from explainrec_core.features.item_prompts import (add_slot_token, slot_budget, slotted_parts, slotted_rec_prompt,
+                                                   slotted_suffix)
+from explainrec_core.features.item_token_model import (ItemTokenLM, SlotExample, item_token_loss, scoring_embedder,
+                                                       token_embedding_norm)
+from explainrec_core.io import write_parquet
+from explainrec_core.models import adapters
+from explainrec_core.plots import plot_modality_weights
+from explainrec_core.progress import progress_bar
+from explainrec_core.prompts import quote_item
+from explainrec_core.steps.data_steps import read_processed
+from explainrec_core.steps.llm_steps import EVAL_SETS, _as_dict, _checkpoint_dir, _finish, _fit, _sha256, load_base
+from explainrec_core.training.examples import encode
+
+
+def run_item_features(cfg: Config, root: Path) -> dict:
+    """One row per item: text, image (when CLIP weights are configured), attributes and collaborative vectors."""
+    mm = cfg.multimodal
+    items = read_processed(cfg, root, "items")
+    samples = read_processed(cfg, root, "samples")
+    data = TrainingData.from_tables(samples, read_processed(cfg, root, "interactions"), items,
+                                    cfg.samples.like_threshold)
+    images = None
+    if mm.clip_pretrained and mm.image_dir:
+        from explainrec_core.features.image_encoder import ClipSpec, encode_images, image_sources
+
+        ids = items["item_id"].to_list()
+        images = encode_images(ClipSpec(mm.clip_model, mm.clip_pretrained), image_sources(mm.image_dir, ids), ids)
+    table = build_item_features(cfg, items, read_processed(cfg, root, "item_attributes"), data, images)
+    write_parquet(table.frame, paths.resolve(paths.ITEM_FEATURES, cfg, root))
+    return {**table.report, "sha256": features_digest(table.frame)}
+
+
+def _read_features(cfg: Config, root: Path) -> pl.DataFrame:
+    return pl.read_parquet(paths.resolve(paths.ITEM_FEATURES, cfg, root))
+
+
+def slotted_prompts(cfg: Config, root: Path, rows: pl.DataFrame) -> tuple[list[str], list[SlotRequest]]:
+    """The item-token prompt of each rec_prompts row: its text prompt with the same shown history, plus slots."""
+    samples = read_processed(cfg, root, "samples").select("sample_id", "history_item_ids", "history_ratings")
+    items = read_processed(cfg, root, "items")
+    titles = {r["item_id"]: quote_item(r["title"], r["year"]) for r in items.iter_rows(named=True)}
+    prompts, requests = [], []
+    for r in rows.join(samples, on="sample_id", how="left").iter_rows(named=True):
+        start = r["n_history_dropped"]
+        history = [(titles[i], rating, i) for i, rating in zip(r["history_item_ids"][start:],
+                                                                r["history_ratings"][start:], strict=True)]
+        prompt, request = slotted_rec_prompt(history, (titles[r["item_id"]], r["item_id"]),
+                                             cfg.samples.like_threshold, cfg.multimodal.user_token, r["prompt"])
+        prompts.append(prompt)
+        requests.append(request)
+    return prompts, requests
+
+
+def _score(model: ItemTokenLM, tokenizer, slot_id: int, prompts, requests, answer_ids, batch_size,
+           on_batch=None) -> np.ndarray:
+    return score_yes(model.llm, tokenizer, prompts, answer_ids, batch_size, on_batch=on_batch,
+                     embed=scoring_embedder(model, requests), slot_id=slot_id)
+
+
+def run_item_token_adapter(cfg: Config, root: Path) -> dict:
+    info, base, tokenizer = load_base(root)
+    slot_id = add_slot_token(tokenizer)
+    prompts = pl.read_parquet(root / paths.REC_PROMPTS)
+    train_rows, valid_rows = (prompts.filter(pl.col("set") == s).sort("sample_id") for s in ("train", "valid"))
+    features = _read_features(cfg, root)
+    bank = FeatureBank(features, cfg.multimodal.modalities, str(paths.resolve(paths.ITEM_FEATURES, cfg, root)))
+    llm = adapters.load_adapter(base, root / paths.REC_ADAPTER)  # step 1's LoRA, frozen (CoLLM step 2)
+    spec = FusionSpec(modality_dims=bank.modality_dims, context_dim=bank.context_dim,
+                      fusion_dim=cfg.multimodal.fusion_dim, hidden_size=base.config.hidden_size,
+                      token_norm=token_embedding_norm(base), user_token=cfg.multimodal.user_token,
+                      features_sha256=features_digest(features))
+    torch.manual_seed(cfg.llm_training.seed)
+    model = ItemTokenLM(llm, ModalityFusion(spec), bank, slot_id)
+
+    train_prompts, train_requests = slotted_prompts(cfg, root, train_rows)
+    examples = []
+    for prompt, response, request in zip(train_prompts, train_rows["response"], train_requests, strict=True):
+        ex = encode(tokenizer, prompt, response)
+        examples.append(SlotExample(ex.input_ids, ex.labels, request=request))
+    train_cfg = dataclasses.replace(cfg.llm_training, lr=cfg.multimodal.fusion_lr,
+                                    cutoff=cfg.llm_training.cutoff + slot_budget(cfg.samples.history_len))
+    valid_prompts, valid_requests = slotted_prompts(cfg, root, valid_rows)
+    valid_labels = valid_rows["label"].to_list()
+
+    def evaluate(m) -> float:
+        value = auc(valid_labels, _score(m, tokenizer, slot_id, valid_prompts, valid_requests,
+                                         info["answer_token_ids"], cfg.evaluation.batch_size))
+        return 0.5 if value is None else value
+
+    ckpt = _checkpoint_dir(root, "item_token_adapter", info, train_cfg, cfg.multimodal,
+                           _sha256(root / paths.REC_PROMPTS), _sha256(root / paths.REC_ADAPTER / adapters.WEIGHTS),
+                           spec.features_sha256)
+    result = _fit("item_token_adapter", model, tokenizer, examples, train_cfg, ckpt, evaluate=evaluate,
+                  loss_fn=item_token_loss)
+    card = {"name": "item_token_adapter",
+            "description": "The TALLRec recipe's adapter (frozen) with item tokens: fused text/attribute/"
+                           "collaborative vectors projected into the token space after each title (CoLLM step 2).",
+            "base_model": info["source"], "base_model_source": info,
+            "data": {"file": paths.REC_PROMPTS, "sha256": _sha256(root / paths.REC_PROMPTS),
+                     "train_examples": len(examples), "valid_samples": valid_rows.height,
+                     "item_features_sha256": spec.features_sha256, "modalities": bank.modalities,
+                     "modalities_off": bank.off},
+            "lora": _as_dict(cfg.lora), "training": _as_dict(train_cfg), "multimodal": _as_dict(cfg.multimodal),
+            "metrics": {"best_valid_auc": result.best_metric, "best_step": result.best_step,
+                        "valid_auc_by_step": result.evals}}
+    summary = _finish("item_token_adapter", paths.ITEM_TOKEN_ADAPTER, llm, result, card, root, ckpt, base,
+                      extras=lambda staging: save_fusion(model.fusion, staging))
+    return {**summary, "examples": len(examples), "valid_auc": result.best_metric, "modalities": bank.modalities,
+            "modalities_off": bank.off, "fusion_parameters": sum(p.numel() for p in model.fusion.parameters())}
+
+
+def load_item_token_model(cfg: Config, root: Path):
+    """(manifest, ItemTokenLM, tokenizer, slot id) of the saved item-token adapter, verified against the features."""
+    info, base, tokenizer = load_base(root)
+    slot_id = add_slot_token(tokenizer)
+    features = _read_features(cfg, root)
+    bank = FeatureBank(features, cfg.multimodal.modalities, str(paths.resolve(paths.ITEM_FEATURES, cfg, root)))
+    folder = root / paths.ITEM_TOKEN_ADAPTER
+    fusion = load_fusion(folder, features_sha256=features_digest(features), modality_dims=bank.modality_dims,
+                         hidden_size=base.config.hidden_size)
+    llm = adapters.load_adapter(base, folder)
+    return info, ItemTokenLM(llm, fusion, bank, slot_id).eval(), tokenizer, slot_id
+
+
+@torch.inference_mode()
+def run_item_token_evaluation(cfg: Config, root: Path) -> dict:
+    """AUC of the test and cold-start sets and NDCG@K of the LLM's candidate lists with item tokens; the fusion's
+    attention per modality for warm and new items."""
+    info, model, tokenizer, slot_id = load_item_token_model(cfg, root)
+    answer_ids = info["answer_token_ids"]
+    prompts = pl.read_parquet(root / paths.REC_PROMPTS).filter(pl.col("set").is_in(EVAL_SETS))
+    unique = prompts.unique("sample_id").sort("sample_id")
+    texts, requests = slotted_prompts(cfg, root, unique)
+    start = time.perf_counter()
+    with progress_bar(unique.height, "item_token_evaluation: scoring") as advance:
+        p_yes = _score(model, tokenizer, slot_id, texts, requests, answer_ids, cfg.evaluation.batch_size, advance)
+    seconds = time.perf_counter() - start
+    scores = prompts.select("set", "sample_id", "user_id", "item_id", "label").join(
+        unique.select("sample_id").with_columns(pl.Series("p_yes", p_yes)), on="sample_id")
+    write_parquet(scores.sort("set", "sample_id"), root / paths.ITEM_TOKEN_SCORES)
+    metrics: dict = {name: {"auc": auc(part["label"].to_list(), part["p_yes"].to_list()), "n": part.height}
+                     for name in EVAL_SETS for part in [scores.filter(pl.col("set") == name)]}
+    metrics["scoring"] = {"samples": unique.height, "seconds": round(seconds, 2),
+                          "samples_per_s": round(unique.height / seconds, 3)}
+
+    # Which modality the target's token relies on, for warm items (test) and items new to the training period.
+    weights = {}
+    by_sample = dict(zip(unique["sample_id"].to_list(), requests, strict=True))
+    for name in ("test", "new_item"):
+        ids = scores.filter(pl.col("set") == name)["sample_id"].to_list()
+        if ids:
+            targets = [SlotRequest(items=by_sample[s].items[-1:], liked=by_sample[s].liked) for s in ids]
+            _, w = model.soft_tokens(targets)
+            weights[name] = dict(zip(model.bank.modalities, w.mean(0).tolist(), strict=True))
+    metrics["modality_weights"] = weights
+    if weights:
+        plot = plot_modality_weights(weights, root / paths.FIGURES / "item_token_modality_weights.png")
+        metrics["modality_weights_plot"] = str(plot.relative_to(root))
+
+    metrics["ranking"], seconds_per_list = _rank(cfg, root, model, tokenizer, answer_ids)
+    metrics["ranking"]["seconds_per_list"] = seconds_per_list
+    return metrics
+
+
+def _rank(cfg: Config, root: Path, model: ItemTokenLM, tokenizer, answer_ids) -> tuple[dict, float]:
+    """The LLM's candidate lists (the same seeded draw as llm_ranking), each user's slotted prefix run once."""
+    items = read_processed(cfg, root, "items")
+    titles = {r["item_id"]: quote_item(r["title"], r["year"]) for r in items.iter_rows(named=True)}
+    candidates = llm_lists(pl.read_parquet(root / paths.RANKING_CANDIDATES), cfg.ranking.llm_positives)
+    rows, start = [], time.perf_counter()
+    with progress_bar(candidates.height, "item_token_evaluation: ranking") as advance:
+        for r in candidates.iter_rows(named=True):
+            history = [(titles[i], rating, i) for i, rating in zip(r["history_item_ids"], r["history_ratings"],
+                                                                    strict=True)]
+            prefix, prefix_request = slotted_parts(history, cfg.samples.like_threshold, cfg.multimodal.user_token)
+            suffixes = [slotted_suffix((titles[i], i), prefix_request.liked) for i in r["candidates"]]
+            suffix_requests = [req for _, req in suffixes]
+            p_yes = score_after_prefix(
+                model.llm, tokenizer(prefix)["input_ids"],
+                [tokenizer(text, add_special_tokens=False)["input_ids"] for text, _ in suffixes], answer_ids,
+                cfg.evaluation.batch_size * 4, tokenizer.pad_token_id,
+                embed=scoring_embedder(model, suffix_requests),
+                prefix_embed=lambda ids, req=prefix_request: model.embed(ids, [req]))
+            rows.append({"sample_id": r["sample_id"], "scores": p_yes.tolist()})
+            advance(1)
+    seconds = time.perf_counter() - start
+    table = pl.DataFrame(rows, schema={"sample_id": pl.Int64, "scores": pl.List(pl.Float64)})
+    write_parquet(table, root / paths.ITEM_TOKEN_RANKING)
+    metrics = ranking_metrics(np.array(table["scores"].to_list())) if table.height else {"n": 0}
+    return metrics, round(seconds / max(candidates.height, 1), 2)
