@@ -77,11 +77,11 @@ def main() -> None:
     for name, values in times.items():
         wall = min(w for w, _ in values)
         cpu = min(c for _, c in values)
-        result[name] = {"samples_per_s_wall": round(len(texts) / wall, 3), "samples_per_cpu_s": round(len(texts) / cpu, 3)}
-    result["cost_ratio_cpu"] = round(result["text"]["samples_per_cpu_s"] / result["item_tokens"]["samples_per_cpu_s"],
-                                     3)
-    result["cost_ratio_wall"] = round(result["text"]["samples_per_s_wall"] / result["item_tokens"]["samples_per_s_wall"],
-                                      3)
+        result[name] = {"samples_per_s_wall": round(len(texts) / wall, 3),
+                        "samples_per_cpu_s": round(len(texts) / cpu, 3)}
+    text, slotted = result["text"], result["item_tokens"]
+    result["cost_ratio_cpu"] = round(text["samples_per_cpu_s"] / slotted["samples_per_cpu_s"], 3)
+    result["cost_ratio_wall"] = round(text["samples_per_s_wall"] / slotted["samples_per_s_wall"], 3)
     print(json.dumps(result, indent=1))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -81,7 +81,8 @@ class FeatureBank:
         unknown = ids[self.ids[pos] != ids] if len(self.ids) else ids
         if len(unknown):
             raise FeatureError(f"{self.source}: {len(unknown)} item ids have no features (e.g. "
-                               f"{sorted(set(unknown.tolist()))[:5]}): the table belongs to another dataset or is stale")
+                               f"{sorted(set(unknown.tolist()))[:5]}): the table belongs to another dataset or is "
+                               "stale")
         return torch.from_numpy(pos)
 
     def user_vectors(self, liked: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
