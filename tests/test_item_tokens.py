@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from explainrec_core.evaluation.prefix_scoring import score_after_prefix
-from explainrec_core.evaluation.scoring import auc, score_yes
+from explainrec_core.evaluation.scoring import score_yes
 from explainrec_core.features.feature_bank import USER_SLOT, FeatureBank, FeatureError, SlotRequest
 from explainrec_core.features.fusion import FusionError, FusionSpec, ModalityFusion, load_fusion, save_fusion
 from explainrec_core.features.item_prompts import (SLOT, add_slot_token, slotted_parts, slotted_rec_prompt,
                                                    slotted_suffix, strip_slots)
-from explainrec_core.features.item_token_model import ItemTokenLM, SlotExample, item_token_loss, scoring_embedder
+from explainrec_core.features.item_token_model import ItemTokenLM, scoring_embedder
 from explainrec_core.models.base_model import answer_token_ids
 from explainrec_core.prompts import RESPONSE_MARKER, build_rec_prompt
 
@@ -198,49 +198,3 @@ def test_fusion_round_trip_and_refusals(tmp_path, item_token_model):
     (tmp_path / "fusion.safetensors").write_bytes(b"garbage")
     with pytest.raises(FusionError, match="unreadable"):
         load_fusion(tmp_path)
-
-
-def test_item_tokens_learn_a_preference_only_their_vectors_carry(tokenizer, cpu_one_thread, tmp_path):
-    """Label = whether the target's CF vector agrees with the user's (the liked items shown). Every prompt reads
-    'liked "Film", "Film"; target "Film"', so only the soft tokens can tell the answer: training (LoRA and fusion,
-    through the engine) must learn it, and with the vectors taken away the AUC must fall back to chance."""
-    from explainrec_core.config import LoraConfig, TrainConfig
-    from explainrec_core.models.adapters import attach_lora
-    from explainrec_core.training.engine import train
-    from explainrec_core.training.examples import encode
-
-    tok = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
-    slot_id = add_slot_token(tok)
-    llm = attach_lora(wide_tiny_llm(tok), LoraConfig())
-    frame = features_frame(n_items=40, seed=1, cf_missing=())
-    bank = FeatureBank(frame, ["collaborative", "affinity"])
-    model = ItemTokenLM(llm, make_fusion(bank, hidden=32, user_token=False), bank, slot_id)
-    cf = np.array(frame["collaborative"].to_list())
-    rng = np.random.default_rng(0)
-    rows = []
-    for _ in range(160):
-        liked = tuple(int(i) for i in rng.choice(np.arange(1, 41), 2, replace=False))
-        target = int(rng.integers(1, 41))
-        label = int(cf[target - 1] @ cf[[i - 1 for i in liked]].mean(0) > 0)
-        prompt, request = slotted_rec_prompt([('"Film"', 5.0, i) for i in liked], ('"Film"', target), 3.0,
-                                             user_token=False)
-        rows.append((prompt, "Yes." if label else "No.", request, label))
-    answer = answer_token_ids(tok, RESPONSE_MARKER)
-    test = rows[120:]
-
-    def test_auc(requests) -> float:
-        with torch.no_grad():
-            s = score_yes(model.llm, tok, [r[0] for r in test], answer, 8, embed=scoring_embedder(model, requests),
-                          slot_id=slot_id)
-        return auc([r[3] for r in test], s)
-
-    examples = [SlotExample(e.input_ids, e.labels, request=r[2])
-                for r in rows[:120] for e in [encode(tok, r[0], r[1])]]
-    cfg = TrainConfig(lr=1e-2, epochs=16, batch_size=8, grad_accum=1, cutoff=512, checkpoint_every=0)
-    before = test_auc([r[2] for r in test])
-    train(model, examples, cfg, pad_token_id=tok.pad_token_id, checkpoint_dir=tmp_path / "ckpt",
-          loss_fn=item_token_loss)
-    after = test_auc([r[2] for r in test])
-    constant = test_auc([SlotRequest(items=(1, 2, 3), liked=(1, 2)) for _ in test])  # every vector the same
-    assert after > 0.85 and before < 0.75, (before, after)
-    assert constant == 0.5 or constant is None or abs(constant - 0.5) < 0.01, constant
