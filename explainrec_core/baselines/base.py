@@ -238,3 +238,31 @@ class Timer:
 
     def seconds(self) -> float:
         return round(time.perf_counter() - self.start, 3)
+
+
+def liked_pairs(data: TrainingData, item_index: IdIndex, disliked_rate: float
+                ) -> tuple[IdIndex, np.ndarray, np.ndarray, int, int, NegativeSampler]:
+    """What the graph models train on: (user index of the users with a like, their liked pairs as user and item
+    indices, n_users, n_items (at least 1 each: never an empty table), the negative sampler)."""
+    liked = data.liked()
+    user_index = IdIndex(liked["user_id"].to_numpy())
+    users = user_index.lookup(liked["user_id"].to_numpy())
+    items = item_index.lookup(liked["item_id"].to_numpy())
+    n_users, n_items = max(len(user_index), 1), max(len(item_index), 1)
+    sampler = NegativeSampler(n_users, n_items, (users, items), disliked_pairs(data, user_index, item_index),
+                              disliked_rate)
+    return user_index, users, items, n_users, n_items, sampler
+
+
+@torch.no_grad()
+def score_folded_in(user_final: torch.Tensor, item_final: torch.Tensor, user_index: IdIndex, item_index: IdIndex,
+                    batch: pl.DataFrame, like_threshold: float) -> np.ndarray:
+    """user . item for each row: the learned user vector, or for users unseen in training the mean vector of the
+    liked history items (`mean_of_liked_history`); unknown items score 0."""
+    u = user_index.lookup(batch["user_id"].to_numpy())
+    i = item_index.lookup(batch["item_id"].to_numpy())
+    folded = mean_of_liked_history(item_final, item_index, batch, like_threshold)
+    learned = user_final[torch.from_numpy(np.maximum(u, 0))]
+    u_vec = torch.where(torch.from_numpy(u >= 0).unsqueeze(1), learned, folded)
+    s = (u_vec * item_final[torch.from_numpy(np.maximum(i, 0))]).sum(-1)
+    return torch.where(torch.from_numpy(i >= 0), s, torch.zeros_like(s)).numpy().astype(np.float64)

@@ -34,13 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from explainrec_core.baselines.base import (
-    IdIndex,
-    NegativeSampler,
     Timer,
     TrainingData,
-    disliked_pairs,
-    mean_of_liked_history,
+    liked_pairs,
     one_thread,
+    score_folded_in,
     seed_everything,
     validate,
     validation_stats,
@@ -184,14 +182,9 @@ class LATTICE:
         self.item_index = multimodal_item_index(data)
         modalities = content_modalities(data, self.item_index, "LATTICE")  # before any training: fail fast
         rng = seed_everything(seed)
-        liked = data.liked()
-        self.user_index = IdIndex(liked["user_id"].to_numpy())
         self.like_threshold = data.like_threshold
-        users = self.user_index.lookup(liked["user_id"].to_numpy())
-        items = self.item_index.lookup(liked["item_id"].to_numpy())
-        n_users, n_items = max(len(self.user_index), 1), max(len(self.item_index), 1)
-        sampler = NegativeSampler(n_users, n_items, (users, items),
-                                  disliked_pairs(data, self.user_index, self.item_index), cfg.disliked_negatives)
+        self.user_index, users, items, n_users, n_items, sampler = liked_pairs(data, self.item_index,
+                                                                               cfg.disliked_negatives)
 
         self.net = LATTICENet(n_users, n_items, cfg, modalities, normalized_adjacency(users, items, n_users, n_items))
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
@@ -233,12 +226,6 @@ class LATTICE:
         """Build the graphs and propagate once after training: scoring only reads the final vectors."""
         self.user_final, self.item_final = self.net()
 
-    @torch.no_grad()
     def score(self, batch: pl.DataFrame) -> np.ndarray:
-        u = self.user_index.lookup(batch["user_id"].to_numpy())
-        i = self.item_index.lookup(batch["item_id"].to_numpy())
-        folded = mean_of_liked_history(self.item_final, self.item_index, batch, self.like_threshold)
-        learned = self.user_final[torch.from_numpy(np.maximum(u, 0))]
-        u_vec = torch.where(torch.from_numpy(u >= 0).unsqueeze(1), learned, folded)
-        s = (u_vec * self.item_final[torch.from_numpy(np.maximum(i, 0))]).sum(-1)
-        return torch.where(torch.from_numpy(i >= 0), s, torch.zeros_like(s)).numpy().astype(np.float64)
+        return score_folded_in(self.user_final, self.item_final, self.user_index, self.item_index, batch,
+                               self.like_threshold)

@@ -22,13 +22,12 @@ from torch import nn
 
 from explainrec_core.baselines.base import (
     IdIndex,
-    NegativeSampler,
     Timer,
     TrainingData,
     catalogue_ids,
-    disliked_pairs,
-    mean_of_liked_history,
+    liked_pairs,
     one_thread,
+    score_folded_in,
     seed_everything,
     validate,
     validation_stats,
@@ -112,15 +111,10 @@ class LightGCN:
     def _fit(self, data: TrainingData, seed: int, valid: pl.DataFrame | None) -> dict:
         cfg, timer = self.config, Timer()
         rng = seed_everything(seed)
-        liked = data.liked()
-        self.user_index = IdIndex(liked["user_id"].to_numpy())
         self.item_index = IdIndex(catalogue_ids(data))
         self.like_threshold = data.like_threshold
-        users = self.user_index.lookup(liked["user_id"].to_numpy())
-        items = self.item_index.lookup(liked["item_id"].to_numpy())
-        n_users, n_items = max(len(self.user_index), 1), max(len(self.item_index), 1)
-        sampler = NegativeSampler(n_users, n_items, (users, items),
-                                  disliked_pairs(data, self.user_index, self.item_index), cfg.disliked_negatives)
+        self.user_index, users, items, n_users, n_items, sampler = liked_pairs(data, self.item_index,
+                                                                               cfg.disliked_negatives)
 
         self.net = LightGCNNet(n_users, n_items, cfg.dim, cfg.layers,
                                normalized_adjacency(users, items, n_users, n_items))
@@ -160,12 +154,6 @@ class LightGCN:
         """Propagate once after training: scoring only reads the final embeddings."""
         self.user_final, self.item_final = self.net()
 
-    @torch.no_grad()
     def score(self, batch: pl.DataFrame) -> np.ndarray:
-        u = self.user_index.lookup(batch["user_id"].to_numpy())
-        i = self.item_index.lookup(batch["item_id"].to_numpy())
-        folded = mean_of_liked_history(self.item_final, self.item_index, batch, self.like_threshold)
-        learned = self.user_final[torch.from_numpy(np.maximum(u, 0))]
-        u_vec = torch.where(torch.from_numpy(u >= 0).unsqueeze(1), learned, folded)
-        s = (u_vec * self.item_final[torch.from_numpy(np.maximum(i, 0))]).sum(-1)
-        return torch.where(torch.from_numpy(i >= 0), s, torch.zeros_like(s)).numpy().astype(np.float64)
+        return score_folded_in(self.user_final, self.item_final, self.user_index, self.item_index, batch,
+                               self.like_threshold)
