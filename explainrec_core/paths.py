@@ -40,6 +40,7 @@ ITEM_FEATURES = "${data.processed_dir}/item_features.parquet"
 ITEM_TOKEN_ADAPTER = "models/item_token_adapter"  # the rec adapter's LoRA + the fusion (fusion.safetensors)
 ITEM_TOKEN_SCORES = "data/scores/item_token_scores.parquet"
 ITEM_TOKEN_RANKING = "data/scores/item_token_ranking.parquet"
+EXPLAIN_ITEM_TOKEN_ADAPTER = "models/explain_item_token_adapter"  # explain_adapter's LoRA + its own fusion
 CHECKPOINTS = "models/checkpoints"
 FIGURES = "reports/figures"
 # The statistics files of the steps whose numbers the report reads. pipeline.py declares each as that step's metrics
@@ -57,6 +58,7 @@ STEP_METRICS = {
     "item_features": "reports/data/item_features.json",
     "item_token_adapter": "reports/models/item_token_adapter.json",
     "item_token_evaluation": "reports/item_token_evaluation.json",
+    "explain_item_token_adapter": "reports/models/explain_item_token_adapter.json",
 }
 
 

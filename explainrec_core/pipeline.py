@@ -24,7 +24,8 @@ from explainrec_core.config import Config
 from explainrec_core.errors import DataError, QualityGateError
 from explainrec_core.io import is_main_process, write_json
 from explainrec_core.quality.gate import CHECKS, SuiteResult
-from explainrec_core.steps import data_steps, eval_steps, explain_steps, item_token_steps, llm_steps
+from explainrec_core.steps import (data_steps, eval_steps, explain_evaluation_steps, explain_item_token_steps,
+                                   explain_steps, item_token_steps, llm_steps)
 
 StepFn = Callable[[Config, Path], dict]
 resolve = paths.resolve
@@ -172,14 +173,6 @@ STEPS = (
          metrics="reports/models/explain_adapter_ablation.json",
          plots=(f"{paths.FIGURES}/explain_adapter_ablation_training.png",), gated=True,
          doc="Ablation: the same model and loss without preference attribution in the prompt."),
-    Step("explain_evaluation", "evaluate", explain_steps.run_explain_evaluation,
-         deps=("base_model", "explain_adapter", "explain_adapter_ablation", "explain_prompts", "ranking_candidates",
-               "samples", "items", "item_attributes"),
-         outs={"explain_scores": paths.EXPLAIN_SCORES, "explanations": paths.EXPLANATIONS,
-               "explain_ranking": paths.EXPLAIN_RANKING},
-         params=("attribution.explain_samples", "attribution.max_new_tokens", "ranking", "evaluation"),
-         metrics="reports/explain_evaluation.json",
-         doc="Both variants: AUC, NDCG@K on the LLM's candidate lists, BLEU-4, ROUGE-L and faithfulness."),
     Step("item_features", "multimodal", item_token_steps.run_item_features,
          deps=("samples", "interactions", "items", "item_attributes"),
          outs={"item_features": paths.ITEM_FEATURES},
@@ -202,6 +195,24 @@ STEPS = (
          metrics=paths.STEP_METRICS["item_token_evaluation"],
          plots=(f"{paths.FIGURES}/item_token_modality_weights.png",),
          doc="AUC and NDCG@K with item tokens on the TALLRec recipe's samples and lists; attention per modality."),
+    Step("explain_item_token_adapter", "train", explain_item_token_steps.run_explain_item_token_adapter,
+         deps=("base_model", "explain_adapter", "explain_prompts", "item_features", "samples", "items",
+               "item_attributes"),
+         outs={"explain_item_token_adapter": paths.EXPLAIN_ITEM_TOKEN_ADAPTER},
+         params=("llm_training", "multimodal", "attribution", "evaluation", "samples.history_len"),
+         metrics=paths.STEP_METRICS["explain_item_token_adapter"],
+         plots=(f"{paths.FIGURES}/explain_item_token_adapter_training.png",), gated=True,
+         doc="The champion (CoLLM step 2 on the attributed model): item tokens in the attributed prompt, the fusion "
+             "trained with the answer + explanation loss, the attributed LoRA frozen."),
+    Step("explain_evaluation", "evaluate", explain_evaluation_steps.run_explain_evaluation,
+         deps=("base_model", "explain_adapter", "explain_adapter_ablation", "explain_item_token_adapter",
+               "item_features", "explain_prompts", "ranking_candidates", "samples", "items", "item_attributes"),
+         outs={"explain_scores": paths.EXPLAIN_SCORES, "explanations": paths.EXPLANATIONS,
+               "explain_ranking": paths.EXPLAIN_RANKING},
+         params=("attribution", "multimodal", "ranking", "evaluation"),
+         metrics="reports/explain_evaluation.json",
+         doc="The attributed model, its ablation and the champion with item tokens: AUC, NDCG@K on the LLM's "
+             "candidate lists, BLEU-4, ROUGE-L, faithfulness and stance agreement."),
     Step("evaluation_report", "evaluate", eval_steps.run_evaluation_report,
          deps=("rec_scores", "baseline_results", "baseline_scores", "baseline_ranking", "llm_ranking", "explain_scores",
                "explanations", "explain_ranking", "item_token_scores", "item_token_ranking"),
@@ -211,7 +222,7 @@ STEPS = (
          reads_metrics=("base_model", "alpaca_adapter", "rec_adapter", "rec_evaluation", "ranking_candidates",
                         "llm_ranking", "item_attributes", "explain_prompts", "explain_adapter",
                         "explain_adapter_ablation", "explain_evaluation", "item_features", "item_token_adapter",
-                        "item_token_evaluation"),
+                        "item_token_evaluation", "explain_item_token_adapter"),
          doc="Tables shaped like the paper's, plots, and reports/metrics.json."),
 )
 

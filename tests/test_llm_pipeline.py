@@ -24,7 +24,7 @@ from tests.conftest import fast_llm_params, write_params
 
 LLM_STEPS = ("base_model", "alpaca_data", "alpaca_adapter", "rec_prompts", "rec_adapter", "rec_evaluation")
 EXPLAIN_STEPS = ("preference_attributions", "explain_prompts", "explain_adapter",
-                 "explain_adapter_ablation")
+                 "explain_adapter_ablation", "explain_item_token_adapter")
 ITEM_TOKEN_STEPS = ("item_features", "item_token_adapter", "item_token_evaluation")
 EVAL_STEPS = ("ranking_candidates", "item_attributes", "item_features", "baselines", "llm_ranking", *EXPLAIN_STEPS,
               "explain_evaluation", *ITEM_TOKEN_STEPS[1:], "evaluation_report")
@@ -84,7 +84,7 @@ def test_report_and_metrics(trained):
     root, stats = trained
     metrics = json.loads((root / paths.METRICS).read_text())
     assert set(metrics["methods"]) == {"tallrec_lora", "explainrec", "explainrec_no_attribution",
-                                       "tallrec_item_tokens", "popularity", "bpr"}
+                                       "tallrec_item_tokens", "explainrec_item_tokens", "popularity", "bpr"}
     assert metrics["sample_counts"]["test"] == 16 and metrics["seeds"]["baselines"] == [0, 1]
     bpr = metrics["methods"]["bpr"]
     assert bpr["test_auc"]["n_seeds"] == 2 and 0 <= bpr["test_auc"]["mean"] <= 1 and bpr["ndcg@10"] is not None
@@ -120,15 +120,16 @@ def test_attributed_model_and_its_ablation(trained):
     assert card["prompt_column"] == "prompt_plain"
     assert _digest(root / paths.EXPLAIN_ADAPTER / WEIGHTS) != _digest(root / paths.EXPLAIN_ADAPTER_ABLATION / WEIGHTS)
     evaluation = stats["explain_evaluation"]
-    assert set(evaluation) == {"attributed", "no_attribution"}
+    variants = {"attributed", "no_attribution", "attributed_item_tokens"}
+    assert set(evaluation) == {*variants, "variants_not_trained"} and evaluation["variants_not_trained"] == []
     assert evaluation["attributed"]["new_item"]["n"] == 8 and "new_item" not in evaluation["no_attribution"]
-    for m in evaluation.values():
+    for m in (evaluation[v] for v in variants):
         assert m["test"]["n"] == 16 and m["explanations"]["n"] == 4 and m["ranking"]["lists"] == 2
         assert 0 <= m["explanations"]["bleu4"] <= 1 and 0 <= m["explanations"]["rouge_l"] <= 1
     explanations = pl.read_parquet(root / paths.EXPLANATIONS)
-    assert explanations.height == 8 and set(explanations["variant"]) == {"attributed", "no_attribution"}
+    assert explanations.height == 12 and set(explanations["variant"]) == variants
     md = (root / paths.EVALUATION_MD).read_text()
-    assert "| w/o preference attribution |" in md and "| ExplainRec (preference attribution) |" in md
+    assert "| w/o preference attribution (text prompt) |" in md and "| w/o item tokens (multi-modal) |" in md
     assert "Example explanations" in md
     metrics = json.loads((root / paths.METRICS).read_text())["methods"]
     assert metrics["explainrec"]["test_auc"] == evaluation["attributed"]["test"]["auc"]
@@ -304,3 +305,32 @@ def test_item_token_model(trained):
     finally:
         path.write_bytes(original)
     assert (folder / FUSION_WEIGHTS).is_file()
+
+
+def test_champion_attributed_model_with_item_tokens(trained):
+    """The champion: explain_adapter's LoRA frozen (CoLLM step 2), its own fusion; scored, explained and ranked on
+    the attributed model's samples and lists, and compared with it, paired, in Table II's "w/o item tokens" row."""
+    from explainrec_core.features.fusion import WEIGHTS as FUSION_WEIGHTS
+
+    root, stats = trained
+    adapter = stats["explain_item_token_adapter"]
+    assert adapter["steps"] == 2 and adapter["modalities_off"] == ["image"] and 0 <= adapter["valid_auc"] <= 1
+    folder = root / paths.EXPLAIN_ITEM_TOKEN_ADAPTER
+    assert (folder / FUSION_WEIGHTS).is_file()
+    assert _digest(folder / WEIGHTS) == _digest(root / paths.EXPLAIN_ADAPTER / WEIGHTS)  # LoRA frozen
+    assert _digest(folder / FUSION_WEIGHTS) != _digest(root / paths.ITEM_TOKEN_ADAPTER / FUSION_WEIGHTS)
+    scores = pl.read_parquet(root / paths.EXPLAIN_SCORES)
+    keys = {v: scores.filter(pl.col("variant") == v).select("set", "sample_id").sort("set", "sample_id")
+            for v in ("attributed", "attributed_item_tokens")}
+    assert keys["attributed"].equals(keys["attributed_item_tokens"])
+    ranked = pl.read_parquet(root / paths.EXPLAIN_RANKING)
+    lists = {v: ranked.filter(pl.col("variant") == v)["sample_id"].to_list() for v in ("attributed",
+                                                                                        "attributed_item_tokens")}
+    assert lists["attributed"] == lists["attributed_item_tokens"] and len(lists["attributed"]) == 2
+    generated = pl.read_parquet(root / paths.EXPLANATIONS).filter(pl.col("variant") == "attributed_item_tokens")
+    assert generated.height == 4 and all(g.startswith(("Yes", "No")) for g in generated["generated"])
+    metrics = json.loads((root / paths.METRICS).read_text())
+    pairs = {(c["set"], c["metric"]) for c in metrics["comparisons"]
+             if c["a"] == "explainrec" and c["b"] == "explainrec_item_tokens"}
+    assert pairs == {("test", "auc"), ("new_user", "auc"), ("new_item", "auc"), ("llm_lists", "ndcg@10")}
+    assert metrics["vs_full_model"]["auc"]["explainrec"]["reference"] == "explainrec_item_tokens"

@@ -238,10 +238,10 @@ def test_llm_lists_are_a_seeded_random_draw_not_the_earliest_targets():
 
 
 def test_both_llm_rankers_rank_the_same_drawn_lists(processed_copy, monkeypatch):
-    """eval_steps.run_llm_ranking and explain_steps._rank (the attributed variants) take the same lists: the
+    """eval_steps.run_llm_ranking and explain_evaluation_steps._rank (the attributed variants) take the same lists: the
     seeded draw, not the first rows of ranking_candidates. Model calls are replaced by a stub that records."""
     from explainrec_core.models import adapters
-    from explainrec_core.steps import eval_steps, explain_steps
+    from explainrec_core.steps import eval_steps, explain_evaluation_steps
 
     root = processed_copy
     write_params(root, data={"raw_dir": "unused", "processed_dir": "data/processed"},
@@ -258,8 +258,8 @@ def test_both_llm_rankers_rank_the_same_drawn_lists(processed_copy, monkeypatch)
     monkeypatch.setattr(eval_steps, "load_base", lambda root: ({"answer_token_ids": [1, 2]}, None, None))
     monkeypatch.setattr(adapters, "load_adapter", lambda model, path: model)
     monkeypatch.setattr(eval_steps, "score_shared_prefix", fake_scores)
-    monkeypatch.setattr(explain_steps, "score_shared_prefix", fake_scores)
-    monkeypatch.setattr(explain_steps, "prompt_parts", lambda context, attributed, reasons: ("prefix", "suffix"))
+    monkeypatch.setattr(explain_evaluation_steps, "score_shared_prefix", fake_scores)
+    monkeypatch.setattr(explain_evaluation_steps, "prompt_parts", lambda context, attributed, reasons: ("prefix", "suffix"))
 
     class Builder:
         def build(self, history_item_ids, history_ratings, item):
@@ -267,7 +267,7 @@ def test_both_llm_rankers_rank_the_same_drawn_lists(processed_copy, monkeypatch)
 
     eval_steps.run_llm_ranking(cfg, root)
     by_llm_ranking = pl.read_parquet(root / paths.LLM_RANKING)["sample_id"].to_list()
-    by_explain, grid = explain_steps._rank(root, cfg, None, None, [1, 2], Builder(), attributed=True)
+    by_explain, grid = explain_evaluation_steps._rank(root, cfg, None, None, [1, 2], Builder(), attributed=True)
     expected = llm_lists(candidates, 6)["sample_id"].to_list()
     assert by_llm_ranking == by_explain == expected and grid.shape == (6, 10) and scored == [10] * 12
     assert set(expected) != set(candidates["sample_id"].head(6))

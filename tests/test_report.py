@@ -36,7 +36,9 @@ def report(tmp_path_factory):
         rec.append(pl.DataFrame({"set": name, "sample_id": ids, "label": labels,
                                  "p_yes": 1 / (1 + np.exp(-(3 * labels + rng.normal(size=N[name]))))}))
         full = 1.5 * labels + rng.normal(size=N[name])
-        for variant, scores in (("attributed", full), ("no_attribution", full + rng.normal(scale=0.02, size=N[name]))):
+        # the champion (item tokens) adds label signal: the attributed model without them must come out worse
+        for variant, scores in (("attributed", full), ("no_attribution", full + rng.normal(scale=0.02, size=N[name])),
+                                ("attributed_item_tokens", full + 2.0 * labels)):
             explain.append(pl.DataFrame({"variant": variant, "set": name, "sample_id": ids, "label": labels,
                                          "p_yes": 1 / (1 + np.exp(-scores))}))
         for method, signal in (("popularity", 0.5), ("bpr", 0.2)):
@@ -64,9 +66,11 @@ def report(tmp_path_factory):
     write_parquet(ranks, root / paths.BASELINE_RANKING)
     write_parquet(pl.DataFrame({"sample_id": list_ids[::-1], "scores": grid[::-1].tolist()}),
                   root / paths.LLM_RANKING)
-    write_parquet(pl.DataFrame({"variant": ["attributed"] * LISTS + ["no_attribution"] * LISTS,
-                                "list": [*range(LISTS)] * 2, "sample_id": [*list_ids] * 2,
-                                "scores": [*grid.tolist(), *(grid + 1e-3 * rng.normal(size=grid.shape)).tolist()]}),
+    write_parquet(pl.DataFrame({"variant": ["attributed"] * LISTS + ["no_attribution"] * LISTS
+                                + ["attributed_item_tokens"] * LISTS,
+                                "list": [*range(LISTS)] * 3, "sample_id": [*list_ids] * 3,
+                                "scores": [*grid.tolist(), *(grid + 1e-3 * rng.normal(size=grid.shape)).tolist(),
+                                           *grid.tolist()]}),
                   root / paths.EXPLAIN_RANKING)
     explained = {"n": 10, "bleu4": 0.1, "rouge_l": 0.2, "faithfulness": 0.9, "explanations_citing": 8,
                  "stance_contradicts_answer": 0.25}
@@ -76,7 +80,7 @@ def report(tmp_path_factory):
         "base_model": {"source": "tiny"},
         "explain_evaluation": {v: {**{name: {"auc": 0.8, "n": N[name]} for name in N}, "ranking": {"ndcg@10": 0.5},
                                    "explanations": explained, "scoring_samples_per_s": 2.0}
-                               for v in ("attributed", "no_attribution")},
+                               for v in ("attributed", "no_attribution", "attributed_item_tokens")},
     }
     return root, write_report(cfg, root, upstream), base_scores
 
@@ -132,8 +136,15 @@ def test_text_says_better_only_when_the_interval_excludes_zero(report):
     assert f"- {LLM} vs popularity, AUC on test (n = 400): +" in md and f"{LLM} is better" in md
     assert "bpr is worse" in md
     # Table II shows the paired deltas vs the full model; Table III has intervals on the cold-start sets
-    row = next(line for line in md.splitlines() if line.startswith("| w/o preference attribution |"))
-    assert row.count("[") >= 4 and "| 0.250 |" in row
+    row = next(line for line in md.splitlines() if line.startswith("| w/o preference attribution (text prompt) |"))
+    assert row.count("[") >= 4 and "| 0.250 |" in row and f"(vs {EXPLAINREC})" in row
+    # one setting at a time: the attributed model without item tokens is compared with the champion, not the
+    # ablation (which lacks both)
+    row = next(line for line in md.splitlines() if line.startswith("| w/o item tokens (multi-modal) |"))
+    assert "(vs explainrec_item_tokens)" in row and row.count("[") >= 2
+    worse = [c for c in metrics["comparisons"] if c["a"] == EXPLAINREC and c["b"] == "explainrec_item_tokens"
+             and c["metric"] == "auc"]
+    assert {c["set"] for c in worse} == set(N) and all(c["verdict"] == "worse" for c in worse)
     cold = next(line for line in md.splitlines() if line.startswith(f"| {LLM} |") and "new" not in line
                 and line.count("[") >= 4)
     assert cold

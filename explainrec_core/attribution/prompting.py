@@ -36,26 +36,32 @@ def _with_reasons(title: str, reasons: list[str]) -> str:
     return f"{title} ({', '.join(sanitize(r, 40) for r in reasons)})" if reasons else title
 
 
-def _input(ctx: SampleContext, attributed: bool, reasons_per_item: int, target: str) -> str:
+def _input(ctx: SampleContext, attributed: bool, reasons_per_item: int, target: str, slot: str = "",
+           user_line: str = "") -> str:
     liked, disliked = [], []
     for item, title, is_liked in ctx.history:
-        shown = _with_reasons(title, ctx.reasons(item, is_liked, reasons_per_item)) if attributed else title
+        shown = _with_reasons(title + slot, ctx.reasons(item, is_liked, reasons_per_item)) if attributed \
+            else title + slot
         (liked if is_liked else disliked).append(shown)
-    return (f"User Preference: {', '.join(liked)}\nUser Unpreference: {', '.join(disliked)}\n"
+    return (f"{user_line}User Preference: {', '.join(liked)}\nUser Unpreference: {', '.join(disliked)}\n"
             f"Whether the user will like the target movie {target}?")
 
 
-def target_text(ctx: SampleContext, attributed: bool) -> str:
+def target_text(ctx: SampleContext, attributed: bool, slot: str = "") -> str:
     facts = ctx.target_facts()[:MAX_FACT_CHARS] if attributed else ""
-    return f"{ctx.target_title} ({facts})" if facts else ctx.target_title
+    return f"{ctx.target_title}{slot} ({facts})" if facts else ctx.target_title + slot
 
 
-def prompt_parts(ctx: SampleContext, attributed: bool, reasons_per_item: int) -> tuple[str, str]:
+def prompt_parts(ctx: SampleContext, attributed: bool, reasons_per_item: int, slot: str = "",
+                 user_line: str = "") -> tuple[str, str]:
     """(prefix, suffix): the prompt is prefix + suffix; the prefix is the same for every target of one history
-    (it ends before the space ahead of the target, see evaluation/prefix_scoring.py) so rankers can share it."""
-    full = alpaca_prompt(EXPLAIN_INSTRUCTION, _input(ctx, attributed, reasons_per_item, _TARGET))
+    (it ends before the space ahead of the target, see evaluation/prefix_scoring.py) so rankers can share it.
+
+    With `slot` (features/item_prompts.py's item-token marker) right after every title's closing quote and a
+    `user_line` ahead of the history, the text is otherwise unchanged: removing them gives the plain prompt."""
+    full = alpaca_prompt(EXPLAIN_INSTRUCTION, _input(ctx, attributed, reasons_per_item, _TARGET, slot, user_line))
     head, _, tail = full.rpartition(_TARGET)
-    return head[:-1], " " + target_text(ctx, attributed) + tail
+    return head[:-1], " " + target_text(ctx, attributed, slot) + tail
 
 
 def build_prompt(ctx: SampleContext, attributed: bool, reasons_per_item: int) -> str:

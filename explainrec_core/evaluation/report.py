@@ -32,8 +32,16 @@ LLM = "tallrec_lora"  # the method name of our LLM in tables and metrics.json
 EXPLAINREC = "explainrec"  # the attributed model (answer + explanation, joint loss)
 ABLATION = "explainrec_no_attribution"  # the same without preference attribution in the prompt
 ITEM_TOKENS = "tallrec_item_tokens"  # the TALLRec recipe's adapter + item tokens (fusion trained, LoRA frozen)
-LLM_METHODS = (LLM, EXPLAINREC, ABLATION, ITEM_TOKENS)  # ranked only on the LLM's candidate lists
-VARIANT_METHODS = {"attributed": EXPLAINREC, "no_attribution": ABLATION}  # explain_* files' variant -> method
+CHAMPION = "explainrec_item_tokens"  # the attributed model + item tokens (its own fusion, attributed LoRA frozen)
+LLM_METHODS = (LLM, EXPLAINREC, ABLATION, ITEM_TOKENS, CHAMPION)  # ranked only on the LLM's candidate lists
+VARIANT_METHODS = {"attributed": EXPLAINREC, "no_attribution": ABLATION,  # explain_* files' variant -> method
+                   "attributed_item_tokens": CHAMPION}
+# Table II's rows, each compared with the row it differs from in ONE setting (never two at once):
+# (label, method, the method it is compared with, the setting that differs).
+ABLATIONS = (("ExplainRec: attribution + item tokens (full model)", CHAMPION, None, None),
+             ("w/o item tokens (multi-modal)", EXPLAINREC, CHAMPION, "item tokens"),
+             ("w/o preference attribution (text prompt)", ABLATION, EXPLAINREC, "attribution in the prompt"),
+             ("w/o explanations (TALLRec, text prompt)", LLM, EXPLAINREC, "explanation task and prompt"))
 SETS = ("test", "new_user", "new_item")
 LISTS = ("llm_lists", "all_lists")  # the LLM's candidate lists; every list the baselines ranked
 EXAMPLES = 6  # generated explanations shown in the report
@@ -162,12 +170,13 @@ def paired_comparisons(root: Path, baselines: set[str]) -> tuple[dict, list[dict
                 diff = dists[ITEM_TOKENS].minus(dists[LLM]).to_dict()
                 full_model.setdefault("item_tokens_vs_text", {})[f"{key}:{name}"] = diff
                 comparisons.append({"a": ITEM_TOKENS, "b": LLM, "set": name, "metric": key, **diff})
-            if EXPLAINREC in dists and name in ("test", "llm_lists"):
-                for other in (ABLATION, LLM):
-                    if other in dists:
-                        diff = dists[other].minus(dists[EXPLAINREC]).to_dict()
-                        full_model[key][other] = diff
-                        comparisons.append({"a": other, "b": EXPLAINREC, "set": name, "metric": key, **diff})
+            for _, method, reference, setting in ABLATIONS:
+                if reference in dists and method in dists and name != "all_lists" and (
+                        name in ("test", "llm_lists") or reference == CHAMPION):
+                    diff = dists[method].minus(dists[reference]).to_dict()
+                    if name in ("test", "llm_lists"):
+                        full_model[key][method] = {**diff, "reference": reference, "setting": setting}
+                    comparisons.append({"a": method, "b": reference, "set": name, "metric": key, **diff})
     return {"methods": per_method, "vs_full_model": full_model}, comparisons
 
 
@@ -250,7 +259,8 @@ def _explain_methods(cfg: Config, upstream: dict[str, dict]) -> dict:
     evaluation = upstream.get("explain_evaluation", {})
     methods = {}
     for method, variant, adapter in ((EXPLAINREC, "attributed", "explain_adapter"),
-                                     (ABLATION, "no_attribution", "explain_adapter_ablation")):
+                                     (ABLATION, "no_attribution", "explain_adapter_ablation"),
+                                     (CHAMPION, "attributed_item_tokens", "explain_item_token_adapter")):
         m, train = evaluation.get(variant), upstream.get(adapter, {})
         if not m:
             continue
@@ -322,14 +332,16 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
            for m, v in methods.items()]
     vs_full = metrics.get("vs_full_model", {})
     ablation = []
-    for label, key in (("ExplainRec (preference attribution)", EXPLAINREC), ("w/o preference attribution", ABLATION),
-                       ("w/o explanations (TALLRec)", LLM)):
-        v = methods.get(key, {})
+    for label, key, reference, setting in ABLATIONS:
+        if key not in methods:
+            continue
+        v = methods[key]
         stance = v.get("stance_contradicts_answer")
-        ablation.append([label, _ci(on(v, "sets", "test"), "auc"),
-                         "(full model)" if key == EXPLAINREC else _delta(vs_full.get("auc", {}).get(key)),
+        compared = f"{setting} (vs {reference})" if reference in methods else "-"
+        ablation.append([label, compared, _ci(on(v, "sets", "test"), "auc"),
+                         _delta(vs_full.get("auc", {}).get(key)) if reference else "-",
                          _ci(on(v, "ranking_lists", "llm_lists"), ndcg),
-                         "(full model)" if key == EXPLAINREC else _delta(vs_full.get(ndcg, {}).get(key)),
+                         _delta(vs_full.get(ndcg, {}).get(key)) if reference else "-",
                          _fmt(v.get("bleu4")), _fmt(v.get("rouge_l")), _fmt(v.get("faithfulness")),
                          _fmt(stance) if not isinstance(stance, dict) else _fmt(stance.get("rate")),
                          f"{v['explanations_citing']}/{v['explanations_n']}" if v.get("explanations_n") else "-"])
@@ -343,10 +355,11 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
           *(f"{x}@{k}" for x in ("Hit", "NDCG") for k in KS), "NDCG@10 (LLM lists) [95% CI]",
           "ΔNDCG@10 vs best baseline [95% CI]"], main),
         (f"Table II: ablation (AUC on the {n['test']} test samples; NDCG@10 on the LLM's "
-         f"{n['ranking_positives_llm']} lists; Δ: paired difference to the full model on the same samples / lists; "
-         "BLEU-4 (sacrebleu 13a) / ROUGE-L / faithfulness of generated explanations; stance: share of explanations "
-         "arguing against their own answer)",
-         ["variant", "AUC [95% CI]", "ΔAUC vs full [95% CI]", "NDCG@10 [95% CI]", "ΔNDCG@10 vs full [95% CI]",
+         f"{n['ranking_positives_llm']} lists; Δ: paired difference to the row that differs in one setting only, on "
+         "the same samples / lists; BLEU-4 (sacrebleu 13a) / ROUGE-L / faithfulness of generated explanations; "
+         "stance: share of explanations arguing against their own answer)",
+         ["variant", "setting removed (compared with)", "AUC [95% CI]", "ΔAUC [95% CI]", "NDCG@10 [95% CI]",
+          "ΔNDCG@10 [95% CI]",
           "BLEU-4", "ROUGE-L", "faithfulness", "stance contradicts answer", "explanations citing an attribute"],
          ablation),
         (f"Table III: cold start (AUC with 95% interval and paired difference to the best baseline; same "

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from explainrec_core.attribution.explanations import SampleContext
+from explainrec_core.attribution.prompting import prompt_parts
 from explainrec_core.features.feature_bank import USER_SLOT, SlotRequest
 from explainrec_core.prompts import REC_INSTRUCTION, alpaca_prompt, rec_input
 
@@ -80,6 +82,41 @@ def slotted_suffix(target: tuple[str, int], liked: tuple[int, ...]) -> tuple[str
     prompt, _ = slotted_rec_prompt([], (_TARGET, 0), 0.0, user_token=False)
     tail = prompt[prompt.rindex(_TARGET) + len(_TARGET):]
     return f" {target[0]}{tail}", SlotRequest(items=(target[1],), liked=liked)
+
+
+def _explain_request(ctx: SampleContext, user_token: bool, target: bool) -> SlotRequest:
+    liked = tuple(item for item, _, is_liked in ctx.history if is_liked)
+    disliked = tuple(item for item, _, is_liked in ctx.history if not is_liked)
+    return SlotRequest(items=((USER_SLOT,) if user_token else ()) + liked + disliked + ((ctx.target,) if target else ()),
+                       liked=liked)
+
+
+def slotted_explain_parts(ctx: SampleContext, reasons_per_item: int, user_token: bool = True
+                          ) -> tuple[tuple[str, SlotRequest], tuple[str, SlotRequest]]:
+    """The attributed prompt (attribution/prompting.py) with item tokens, as (prefix, its slots) and (suffix, the
+    target's slot): a marker after every history title's and the target title's closing quote (before their
+    reasons), and the user line ahead of the history. The prefix is shared by every target of one history."""
+    texts = [t for _, t, _ in ctx.history] + [ctx.target_title]
+    if any(SLOT in t for t in texts):
+        raise ValueError(f"an item title contains the slot marker {SLOT!r}")
+    prefix, suffix = prompt_parts(ctx, True, reasons_per_item, slot=SLOT, user_line=USER_LINE if user_token else "")
+    request = _explain_request(ctx, user_token, target=False)
+    # A marker inside reasons or facts (data text) would shift every later slot: refuse rather than misalign.
+    if prefix.count(SLOT) != len(request.items) or suffix.count(SLOT) != 1:
+        raise ValueError(f"the attributed prompt for item {ctx.target} holds item markers outside its titles")
+    return (prefix, request), (suffix, SlotRequest(items=(ctx.target,), liked=request.liked))
+
+
+def slotted_explain_prompt(ctx: SampleContext, reasons_per_item: int, user_token: bool = True,
+                           text_prompt: str | None = None) -> tuple[str, SlotRequest]:
+    """(prompt, slots) of the attributed prompt with item tokens; with `text_prompt` (the sample's explain_prompts
+    prompt), checks that only the slots differ (ValueError otherwise, as `slotted_rec_prompt`)."""
+    (prefix, _), (suffix, _) = slotted_explain_parts(ctx, reasons_per_item, user_token)
+    prompt = prefix + suffix
+    if text_prompt is not None and strip_slots(prompt) != text_prompt:
+        raise ValueError("the slotted attributed prompt differs from the text prompt in more than its slots:\n"
+                         f"{strip_slots(prompt)!r}\nvs\n{text_prompt!r}")
+    return prompt, _explain_request(ctx, user_token, target=True)
 
 
 def slot_budget(n_history: int, user_token: bool = True) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from explainrec_core.features.feature_bank import FeatureBank, SlotRequest
@@ -75,6 +76,30 @@ def item_token_loss(model, examples: Sequence[SlotExample], pad_token_id: int, d
     batch = collate(list(examples), pad_token_id, device)
     return model(batch["input_ids"], [ex.request for ex in examples], attention_mask=batch["attention_mask"],
                  labels=batch["labels"]).loss
+
+
+def item_token_joint_loss(classification: float, explanation: float):
+    """The attributed model's `loss_fn` with item tokens: `classification` * the answer's full-vocabulary CE +
+    `explanation` * the reference explanation's mean token CE (eq. 3's first two terms, as training/joint_loss.py),
+    in one pass over prompt + response. Examples need `answer_pos` (training/joint_loss.encode_explained).
+
+    No consistency term: this loss trains the fusion with the attributed LoRA frozen (CoLLM step 2); the consistency
+    term only reshapes the explanation, which the frozen LoRA already learned with it (explain_adapter)."""
+    def loss_fn(model, examples: Sequence[SlotExample], pad_token_id: int, device, step: int = 0) -> torch.Tensor:
+        if any(ex.answer_pos <= 0 for ex in examples):
+            raise ValueError("item_token_joint_loss needs examples with an answer position (encode_explained)")
+        batch = collate(list(examples), pad_token_id, device)
+        logits = model(batch["input_ids"], [ex.request for ex in examples],
+                       attention_mask=batch["attention_mask"]).logits.float()
+        rows = torch.arange(len(examples), device=device)
+        pos = torch.tensor([ex.answer_pos for ex in examples], device=device)
+        answer = F.cross_entropy(logits[rows, pos - 1], batch["input_ids"][rows, pos])
+        labels = batch["labels"].clone()
+        labels[rows, pos] = -100  # the explanation's tokens only (and EOS)
+        text = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100)
+        return classification * answer + explanation * text
+
+    return loss_fn
 
 
 def scoring_embedder(model: ItemTokenLM, requests: Sequence[SlotRequest]):

@@ -1,5 +1,5 @@
 """Preference-attribution steps: item attributes -> per-user reasons -> explained prompts -> the attributed
-model (and its "w/o preference attribution" ablation) -> AUC, ranking and explanation quality.
+model (and its "w/o preference attribution" ablation); explain_evaluation_steps.py measures them.
 
 The attributed model is trained exactly like the TALLRec rec adapter (from the stage-1 Alpaca adapter, early
 stopping on validation AUC, the same sample sets) except for the prompt (reasons and target attributes), the
@@ -9,7 +9,6 @@ only in the prompt: the same history titles without reasons or target attributes
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,23 +18,14 @@ from explainrec_core import paths
 from explainrec_core.attribution.attributes import attribute_stats, item_attributes
 from explainrec_core.attribution.builder import ContextBuilder
 from explainrec_core.attribution.explanations import parse_citations, review_reference
-from explainrec_core.attribution.faithfulness import faithfulness, stance_agreement
 from explainrec_core.attribution.preferences import user_preference_table
 from explainrec_core.attribution.prompting import fit_explained_prompt, prompt_parts
-from explainrec_core.attribution.response_text import clean_response, complete_sentences, split_answer
 from explainrec_core.config import Config
-from explainrec_core.evaluation.generation import explain_after_answer
-from explainrec_core.evaluation.prefix_scoring import score_shared_prefix
-from explainrec_core.evaluation.ranking import llm_lists, ranking_metrics
-from explainrec_core.evaluation.scoring import auc, score_yes
-from explainrec_core.evaluation.text_metrics import explanation_scores
 from explainrec_core.io import write_parquet
 from explainrec_core.models import adapters
 from explainrec_core.models.base_model import cache_dir, load_tokenizer
-from explainrec_core.progress import progress_bar
 from explainrec_core.steps.data_steps import local_raw_dir, read_processed
 from explainrec_core.steps.llm_steps import (
-    EVAL_SETS,
     _as_dict,
     _base_info,
     _checkpoint_dir,
@@ -178,92 +168,3 @@ def run_explain_adapter(cfg: Config, root: Path) -> dict:
 
 def run_explain_adapter_ablation(cfg: Config, root: Path) -> dict:
     return _train_variant(cfg, root, "no_attribution")
-
-
-def _rank(root: Path, cfg: Config, model, tokenizer, answer_ids, builder: ContextBuilder,
-          attributed: bool) -> tuple[list[int], np.ndarray]:
-    """Shared-prefix P(Yes) for the first `ranking.llm_positives` candidate lists (the lists llm_ranking ranks)."""
-    candidates = llm_lists(pl.read_parquet(root / paths.RANKING_CANDIDATES), cfg.ranking.llm_positives)
-    a, grid = cfg.attribution, []
-    with progress_bar(candidates.height, f"explain_evaluation: ranking ({'with' if attributed else 'w/o'} "
-                                         "attribution)") as advance:
-        for r in candidates.iter_rows(named=True):
-            contexts = [builder.build(r["history_item_ids"], r["history_ratings"], item) for item in r["candidates"]]
-            prefix = prompt_parts(contexts[0], attributed, a.reasons_per_item)[0]
-            suffixes = [prompt_parts(c, attributed, a.reasons_per_item)[1] for c in contexts]
-            grid.append(score_shared_prefix(model, tokenizer, prefix, suffixes, answer_ids,
-                                            batch_size=cfg.evaluation.batch_size * 4))
-            advance(1)
-    return candidates["sample_id"].to_list(), np.array(grid)
-
-
-def run_explain_evaluation(cfg: Config, root: Path) -> dict:
-    """For both variants: AUC (test; cold-start sets for the attributed model), NDCG@K on the LLM's candidate lists,
-    and, for `attribution.explain_samples` test samples, the generated explanations (stopped after one sentence,
-    template markers stripped): BLEU-4, ROUGE-L, faithfulness with what the citations rest on, how often the
-    explanation's stance contradicts its answer (attribution/faithfulness.py), and how many ran out of tokens
-    before their sentence ended (`unfinished`)."""
-    info, base, tokenizer = load_base(root)
-    answer_ids = info["answer_token_ids"]
-    prompts = pl.read_parquet(root / paths.EXPLAIN_PROMPTS)
-    builder = context_builder(cfg, root)
-    samples = read_processed(cfg, root, "samples")
-    n_explain = cfg.attribution.explain_samples
-    test = prompts.filter(pl.col("set") == "test").sort("sample_id")
-    # A seeded random draw of the scored test samples (sample ids follow users and time: the first ones are not).
-    explain_rows = test.sample(n_explain, seed=cfg.rec_prompts.seed).sort("sample_id") if 0 < n_explain < test.height \
-        else test
-    dropped = dict(explain_rows.select("sample_id", "n_history_dropped").iter_rows())
-    # The history the prompt shows (its oldest items may have been dropped to fit the cutoff): what an explanation
-    # can honestly draw on, so what its citations and stance are checked against.
-    contexts = {r["sample_id"]: builder.build(r["history_item_ids"][dropped[r["sample_id"]]:],
-                                              r["history_ratings"][dropped[r["sample_id"]]:], r["item_id"])
-                for r in samples.join(explain_rows.select("sample_id"), on="sample_id").iter_rows(named=True)}
-    metrics: dict = {}
-    score_frames, explanation_frames, ranking_rows = [], [], []
-    model = None
-    for variant, (adapter, column) in VARIANTS.items():
-        model = adapters.load_adapter(base if model is None else model.unload(), root / adapter)
-        sets = EVAL_SETS if variant == "attributed" else ("test",)
-        chosen = prompts.filter(pl.col("set").is_in(sets))
-        unique = chosen.unique("sample_id").sort("sample_id")
-        start = time.perf_counter()
-        with progress_bar(unique.height, f"explain_evaluation: scoring {variant}") as advance:
-            p_yes = score_yes(model, tokenizer, unique[column].to_list(), answer_ids, cfg.evaluation.batch_size,
-                              on_batch=advance)
-        seconds = time.perf_counter() - start
-        scores = chosen.select("set", "sample_id", "label").join(
-            unique.select("sample_id").with_columns(pl.Series("p_yes", p_yes)), on="sample_id")
-        score_frames.append(scores.with_columns(pl.lit(variant).alias("variant")))
-        m = {name: {"auc": auc(part["label"].to_list(), part["p_yes"].to_list()), "n": part.height}
-             for name in sets for part in [scores.filter(pl.col("set") == name)]}
-        m["scoring_samples_per_s"] = round(unique.height / seconds, 3)
-
-        with progress_bar(explain_rows.height, f"explain_evaluation: generating {variant}") as advance:
-            predicted = dict(scores.unique("sample_id").select("sample_id", "p_yes").iter_rows())
-            explained = explain_after_answer(model, tokenizer, explain_rows[column].to_list(),
-                                             [predicted[s] for s in explain_rows["sample_id"]],
-                                             cfg.attribution.max_new_tokens, cfg.evaluation.batch_size,
-                                             on_batch=advance)
-        raw = [answer + text for answer, text in explained]
-        # What a person reads: the predicted answer + one explanation sentence (as `explain` prints it).
-        generated = [clean_response(text, answer=answer) for answer, text in explained]
-        ctx = [contexts[s] for s in explain_rows["sample_id"]]
-        m["explanations"] = {**explanation_scores(generated, explain_rows["response"].to_list()),
-                             **faithfulness(ctx, generated, builder.vocabulary),
-                             **stance_agreement(ctx, generated, builder.vocabulary),
-                             "unfinished": sum(complete_sentences(text) == 0 for text in raw)}
-        explanation_frames.append(explain_rows.select("sample_id", "user_id", "item_id", "label", "response")
-                                  .with_columns(pl.lit(variant).alias("variant"), pl.Series("generated", generated),
-                                                pl.Series("generated_raw", raw)))
-        list_ids, grid = _rank(root, cfg, model, tokenizer, answer_ids, builder, variant == "attributed")
-        m["ranking"] = ranking_metrics(grid)
-        m["ranking"]["lists"] = int(grid.shape[0])
-        ranking_rows += [{"variant": variant, "list": i, "sample_id": sample_id, "scores": row.tolist()}
-                         for i, (sample_id, row) in enumerate(zip(list_ids, grid, strict=True))]
-        metrics[variant] = m
-    write_parquet(pl.concat(score_frames).select("variant", "set", "sample_id", "label", "p_yes"),
-                  root / paths.EXPLAIN_SCORES)
-    write_parquet(pl.concat(explanation_frames), root / paths.EXPLANATIONS)
-    write_parquet(pl.DataFrame(ranking_rows), root / paths.EXPLAIN_RANKING)
-    return metrics

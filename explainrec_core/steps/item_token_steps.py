@@ -80,6 +80,20 @@ def slotted_prompts(cfg: Config, root: Path, rows: pl.DataFrame) -> tuple[list[s
     return prompts, requests
 
 
+def new_item_token_model(cfg: Config, root: Path, llm, slot_id: int) -> ItemTokenLM:
+    """`llm` (a frozen LoRA model) with a freshly initialised fusion (seeded by `llm_training.seed`) over the
+    item_features the settings name: CoLLM step 2's starting point."""
+    features = _read_features(cfg, root)
+    bank = FeatureBank(features, cfg.multimodal.modalities, str(paths.resolve(paths.ITEM_FEATURES, cfg, root)))
+    embeddings = llm.get_input_embeddings()
+    spec = FusionSpec(modality_dims=bank.modality_dims, context_dim=bank.context_dim,
+                      fusion_dim=cfg.multimodal.fusion_dim, hidden_size=embeddings.embedding_dim,
+                      token_norm=token_embedding_norm(llm), user_token=cfg.multimodal.user_token,
+                      features_sha256=features_digest(features))
+    torch.manual_seed(cfg.llm_training.seed)
+    return ItemTokenLM(llm, ModalityFusion(spec), bank, slot_id)
+
+
 def _score(model: ItemTokenLM, tokenizer, slot_id: int, prompts, requests, answer_ids, batch_size,
            on_batch=None) -> np.ndarray:
     return score_yes(model.llm, tokenizer, prompts, answer_ids, batch_size, on_batch=on_batch,
@@ -91,15 +105,9 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
     slot_id = add_slot_token(tokenizer)
     prompts = pl.read_parquet(root / paths.REC_PROMPTS)
     train_rows, valid_rows = (prompts.filter(pl.col("set") == s).sort("sample_id") for s in ("train", "valid"))
-    features = _read_features(cfg, root)
-    bank = FeatureBank(features, cfg.multimodal.modalities, str(paths.resolve(paths.ITEM_FEATURES, cfg, root)))
     llm = adapters.load_adapter(base, root / paths.REC_ADAPTER)  # step 1's LoRA, frozen (CoLLM step 2)
-    spec = FusionSpec(modality_dims=bank.modality_dims, context_dim=bank.context_dim,
-                      fusion_dim=cfg.multimodal.fusion_dim, hidden_size=base.config.hidden_size,
-                      token_norm=token_embedding_norm(base), user_token=cfg.multimodal.user_token,
-                      features_sha256=features_digest(features))
-    torch.manual_seed(cfg.llm_training.seed)
-    model = ItemTokenLM(llm, ModalityFusion(spec), bank, slot_id)
+    model = new_item_token_model(cfg, root, llm, slot_id)
+    bank, spec = model.bank, model.fusion.spec
 
     train_prompts, train_requests = slotted_prompts(cfg, root, train_rows)
     examples = []
@@ -138,13 +146,14 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
             "modalities_off": bank.off, "fusion_parameters": sum(p.numel() for p in model.fusion.parameters())}
 
 
-def load_item_token_model(cfg: Config, root: Path):
-    """(manifest, ItemTokenLM, tokenizer, slot id) of the saved item-token adapter, verified against the features."""
+def load_item_token_model(cfg: Config, root: Path, adapter: str = paths.ITEM_TOKEN_ADAPTER):
+    """(manifest, ItemTokenLM, tokenizer, slot id) of a saved item-token adapter (LoRA + fusion), verified against
+    the features."""
     info, base, tokenizer = load_base(root)
     slot_id = add_slot_token(tokenizer)
     features = _read_features(cfg, root)
     bank = FeatureBank(features, cfg.multimodal.modalities, str(paths.resolve(paths.ITEM_FEATURES, cfg, root)))
-    folder = root / paths.ITEM_TOKEN_ADAPTER
+    folder = root / adapter
     fusion = load_fusion(folder, features_sha256=features_digest(features), modality_dims=bank.modality_dims,
                          hidden_size=base.config.hidden_size)
     llm = adapters.load_adapter(base, folder)
