@@ -28,10 +28,9 @@ EVALUATION_HTML = "reports/evaluation.html"
 METRICS = "reports/metrics.json"
 EXPLAIN_PROMPTS = "data/prompts/explain_prompts.parquet"
 EXPLAIN_ADAPTER = "models/explain_adapter"
-CHAMPION = "explain_adapter"
-"""The model people are served (`explain`, `recommend`) and that is published: the attributed model, which explains.
-One name, so the published adapter can never differ from the served one."""
-CHAMPION_ADAPTER = EXPLAIN_ADAPTER
+CHAMPION = "explain_item_token_adapter"
+"""The model people are served (`explain`, `recommend`) and that is published: the attributed model (it explains)
+with item tokens. One name, so the published adapter can never differ from the served one."""
 EXPLAIN_ADAPTER_ABLATION = "models/explain_adapter_no_attribution"
 EXPLAIN_SCORES = "data/scores/explain_scores.parquet"
 EXPLANATIONS = "data/scores/explanations.parquet"
@@ -41,6 +40,7 @@ ITEM_TOKEN_ADAPTER = "models/item_token_adapter"  # the rec adapter's LoRA + the
 ITEM_TOKEN_SCORES = "data/scores/item_token_scores.parquet"
 ITEM_TOKEN_RANKING = "data/scores/item_token_ranking.parquet"
 EXPLAIN_ITEM_TOKEN_ADAPTER = "models/explain_item_token_adapter"  # explain_adapter's LoRA + its own fusion
+CHAMPION_ADAPTER = EXPLAIN_ITEM_TOKEN_ADAPTER
 CHECKPOINTS = "models/checkpoints"
 FIGURES = "reports/figures"
 # The statistics files of the steps whose numbers the report reads. pipeline.py declares each as that step's metrics

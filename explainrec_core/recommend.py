@@ -1,4 +1,5 @@
-"""Recommendations and explanations for people, from the champion (attributed) adapter the pipeline trained.
+"""Recommendations and explanations for people, from the champion the pipeline trained: the attributed model with
+item tokens (explain_item_token_adapter: the attributed LoRA + its fusion, verified against item_features on load).
 
 `explain(user, item)`: the history is the user's latest `history_len` ratings strictly before the target's time:
 if the user rated the item, before that rating's timestamp (ratings in the same second are left out too, as the
@@ -23,13 +24,13 @@ import polars as pl
 from explainrec_core import paths
 from explainrec_core.attribution.builder import ContextBuilder
 from explainrec_core.attribution.explanations import SampleContext, explanation_stance, parse_citations
-from explainrec_core.attribution.prompting import build_prompt, prompt_parts
 from explainrec_core.attribution.response_text import clean_response
 from explainrec_core.config import Config
 from explainrec_core.errors import DataError, ExplainRecError
 from explainrec_core.evaluation.generation import explain_after_answer
-from explainrec_core.evaluation.prefix_scoring import score_shared_prefix
 from explainrec_core.evaluation.scoring import score_yes
+from explainrec_core.features.item_prompts import slotted_explain_parts, slotted_explain_prompt
+from explainrec_core.features.item_token_model import score_slotted_candidates, scoring_embedder
 from explainrec_core.models import adapters
 
 TABLES = ("interactions", "items", "item_attributes", "preference_attributions")
@@ -121,21 +122,26 @@ class Recommender:
         self.cfg, self.root = cfg, Path(root)
         adapter = self.root / paths.CHAMPION_ADAPTER
         if not (adapter / adapters.WEIGHTS).is_file():
-            raise NoModelError(f"no champion adapter at {adapter} yet: train it with `explainrec run explain_adapter` "
-                               "(after the steps before it) or `make demo`")
+            raise NoModelError(f"no champion adapter at {adapter} yet: train it with `explainrec run "
+                               f"{paths.CHAMPION}` (after the steps before it) or `make demo`")
         self.data = ServingData(cfg, self.root)
-        from explainrec_core.steps.llm_steps import load_base  # torch and the model only when needed
+        # torch and the model only when needed
+        from explainrec_core.steps.item_token_steps import load_item_token_model
 
-        info, base, self.tokenizer = load_base(self.root)
+        info, self.model, self.tokenizer, self.slot_id = load_item_token_model(cfg, self.root, paths.CHAMPION_ADAPTER)
         self.answer_ids = info["answer_token_ids"]
-        self.model = adapters.load_adapter(base, adapter)
+
+    def _prompts(self, contexts: list[SampleContext]):
+        a, user_token = self.cfg.attribution, self.cfg.multimodal.user_token
+        built = [slotted_explain_prompt(c, a.reasons_per_item, user_token) for c in contexts]
+        return [p for p, _ in built], [r for _, r in built]
 
     def _explained(self, user: int, contexts: list[SampleContext], p_yes: list[float]) -> list[Explanation]:
         a, vocab = self.cfg.attribution, self.data.builder.vocabulary
-        prompts = [build_prompt(c, True, a.reasons_per_item) for c in contexts]
+        prompts, requests = self._prompts(contexts)
         # Generating after the answer the score gives keeps answer, P(Yes) and explanation consistent.
-        explained = explain_after_answer(self.model, self.tokenizer, prompts, p_yes, a.max_new_tokens,
-                                         self.cfg.evaluation.batch_size)
+        explained = explain_after_answer(self.model.llm, self.tokenizer, prompts, p_yes, a.max_new_tokens,
+                                         self.cfg.evaluation.batch_size, embed=scoring_embedder(self.model, requests))
         out = []
         for ctx, p, (ans, text) in zip(contexts, p_yes, explained, strict=True):
             explanation = clean_response(text, answer=ans)
@@ -148,8 +154,9 @@ class Recommender:
 
     def explain(self, user: int, item: int) -> Explanation:
         ctx = self.data.context(user, item)
-        prompt = build_prompt(ctx, True, self.cfg.attribution.reasons_per_item)
-        p_yes = float(score_yes(self.model, self.tokenizer, [prompt], self.answer_ids)[0])
+        prompts, requests = self._prompts([ctx])
+        p_yes = float(score_yes(self.model.llm, self.tokenizer, prompts, self.answer_ids,
+                                embed=scoring_embedder(self.model, requests), slot_id=self.slot_id)[0])
         return self._explained(user, [ctx], [p_yes])[0]
 
     def recommend(self, user: int, k: int = 10, candidates: int = 100) -> list[Explanation]:
@@ -160,11 +167,10 @@ class Recommender:
                    .filter(~pl.col("item_id").is_in(rated["item_id"].implode())).head(candidates))
         # Unrated candidates: their target time is now, so the history is the latest ratings (history_before).
         contexts = [self.data.context(user, item) for item in popular["item_id"]]
-        a = self.cfg.attribution
-        prefix = prompt_parts(contexts[0], True, a.reasons_per_item)[0]
-        scores = score_shared_prefix(self.model, self.tokenizer, prefix,
-                                     [prompt_parts(c, True, a.reasons_per_item)[1] for c in contexts],
-                                     self.answer_ids, batch_size=self.cfg.evaluation.batch_size * 4)
+        parts = [slotted_explain_parts(c, self.cfg.attribution.reasons_per_item, self.cfg.multimodal.user_token)
+                 for c in contexts]
+        scores = score_slotted_candidates(self.model, self.tokenizer, parts[0][0], [suffix for _, suffix in parts],
+                                          self.answer_ids, self.cfg.evaluation.batch_size * 4)
         top = sorted(range(len(contexts)), key=lambda i: (-scores[i], contexts[i].target))[:k]
         return self._explained(user, [contexts[i] for i in top], [float(scores[i]) for i in top])
 

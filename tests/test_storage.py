@@ -22,6 +22,7 @@ from explainrec_core.cli import app
 from explainrec_core.config import StorageConfig, load_config
 from explainrec_core.data.ingest import ingest
 from explainrec_core.errors import ConfigError, StorageError
+from explainrec_core.paths import CHAMPION, CHAMPION_ADAPTER
 from explainrec_core.storage import KEEP_VERSIONS, LocalStore, effective_settings, localize, open_store
 from explainrec_core.storage.s3 import S3Store
 from explainrec_dagster.resources import ExplainRecSettings
@@ -336,11 +337,11 @@ def test_localize_s3_raw_folder_ingests_like_the_local_one(moto_server, bucket, 
 # --- publishing pipeline outputs: CLI, Dagster, DVC ---------------------------------------------------------------
 
 def make_outputs(root: Path) -> dict[str, Path]:
-    adapter = make_adapter(root / "models" / "explain_adapter", seed=7)
+    adapter = make_adapter(root / CHAMPION_ADAPTER, seed=7)
     (root / "reports").mkdir(parents=True, exist_ok=True)
     (root / "reports" / "evaluation.md").write_text("# Evaluation\n\n| method | AUC |\n")
     (root / "reports" / "evaluation.html").write_text("<html><body>Evaluation</body></html>\n")
-    return {"explain_adapter": adapter, "evaluation_report": root / "reports" / "evaluation.md",
+    return {CHAMPION: adapter, "evaluation_report": root / "reports" / "evaluation.md",
             "evaluation_html": root / "reports" / "evaluation.html"}
 
 
@@ -363,14 +364,14 @@ def test_cli_push_ls_pull(moto_server, bucket, tmp_path, monkeypatch):
 
     result = runner.invoke(app, ["storage", "push"])
     assert result.exit_code == 0, result.output
-    assert f"explain_adapter: s3://{bucket}/explainrec/explain_adapter (version " in result.output
+    assert f"{CHAMPION}: s3://{bucket}/explainrec/{CHAMPION} (version " in result.output
     result = runner.invoke(app, ["storage", "ls"])
     assert result.exit_code == 0, result.output
     assert all(name in result.output for name in outputs)
 
-    result = runner.invoke(app, ["storage", "pull", "explain_adapter", "--to", "back/adapter"])
+    result = runner.invoke(app, ["storage", "pull", CHAMPION, "--to", "back/adapter"])
     assert result.exit_code == 0, result.output
-    assert tree(tmp_path / "back/adapter") == tree(outputs["explain_adapter"])
+    assert tree(tmp_path / "back/adapter") == tree(outputs[CHAMPION])
     result = runner.invoke(app, ["storage", "pull", "evaluation_html", "--to", "back/eval.html"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "back/eval.html").read_bytes() == outputs["evaluation_html"].read_bytes()
@@ -380,7 +381,7 @@ def test_cli_push_ls_pull(moto_server, bucket, tmp_path, monkeypatch):
     result = runner.invoke(app, ["storage", "pull", "alpaca_adapter", "--to", "x"])
     assert result.exit_code == 2 and f"s3://{bucket}/explainrec/alpaca_adapter does not exist" in result.output
     (tmp_path / "reports" / "evaluation.md").unlink()
-    result = runner.invoke(app, ["storage", "push", "explain_adapter", "evaluation_report"])
+    result = runner.invoke(app, ["storage", "push", CHAMPION, "evaluation_report"])
     assert result.exit_code == 2 and "evaluation.md" in result.output and "missing" in result.output
 
 
@@ -397,8 +398,8 @@ def test_dagster_publishes_to_the_store_the_setting_picks(backend, moto_server, 
     store = open_store(load_config(tmp_path / "params.yaml"), tmp_path)
     assert isinstance(store, LocalStore if backend == "local" else S3Store)
     assert metadata["store"].value == store.uri()
-    assert metadata["explain_adapter"].value["version"] == store.stat("explain_adapter").version
-    assert tree(store.get_dir("explain_adapter", tmp_path / "back")) == tree(outputs["explain_adapter"])
+    assert metadata[CHAMPION].value["version"] == store.stat(CHAMPION).version
+    assert tree(store.get_dir(CHAMPION, tmp_path / "back")) == tree(outputs[CHAMPION])
     assert store.get_file("evaluation_report", tmp_path / "e.md").read_bytes() == \
         outputs["evaluation_report"].read_bytes()
     in_bucket = moto_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0)

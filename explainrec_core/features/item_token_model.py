@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from explainrec_core.evaluation.prefix_scoring import score_after_prefix
 from explainrec_core.features.feature_bank import FeatureBank, SlotRequest
 from explainrec_core.features.fusion import ModalityFusion
 from explainrec_core.training.engine import Example, collate
@@ -108,6 +109,19 @@ def scoring_embedder(model: ItemTokenLM, requests: Sequence[SlotRequest]):
         return model.embed(input_ids, [requests[r] for r in rows])
 
     return embed
+
+
+def score_slotted_candidates(model: ItemTokenLM, tokenizer, prefix: tuple[str, SlotRequest],
+                             suffixes: Sequence[tuple[str, SlotRequest]], answer_ids: dict[str, int],
+                             batch_size: int):
+    """P(Yes) of every candidate of one user: the slotted prefix (with its soft tokens) run once and KV-cached,
+    then each candidate's slotted suffix after it (equal to scoring the full prompts: tests/test_item_tokens.py)."""
+    text, request = prefix
+    return score_after_prefix(
+        model.llm, tokenizer(text)["input_ids"],
+        [tokenizer(suffix, add_special_tokens=False)["input_ids"] for suffix, _ in suffixes], answer_ids,
+        batch_size, tokenizer.pad_token_id, embed=scoring_embedder(model, [req for _, req in suffixes]),
+        prefix_embed=lambda ids: model.embed(ids, [request]))
 
 
 def token_embedding_norm(llm) -> float:

@@ -34,12 +34,12 @@ from explainrec_core.attribution.prompting import prompt_parts
 from explainrec_core.attribution.response_text import clean_response, complete_sentences
 from explainrec_core.config import Config
 from explainrec_core.evaluation.generation import explain_after_answer
-from explainrec_core.evaluation.prefix_scoring import score_after_prefix, score_shared_prefix
+from explainrec_core.evaluation.prefix_scoring import score_shared_prefix
 from explainrec_core.evaluation.ranking import llm_lists, ranking_metrics
 from explainrec_core.evaluation.scoring import auc, score_yes
 from explainrec_core.evaluation.text_metrics import explanation_scores
 from explainrec_core.features.item_prompts import slotted_explain_parts
-from explainrec_core.features.item_token_model import scoring_embedder
+from explainrec_core.features.item_token_model import score_slotted_candidates, scoring_embedder
 from explainrec_core.io import write_parquet
 from explainrec_core.models import adapters
 from explainrec_core.progress import progress_bar
@@ -91,14 +91,8 @@ def _rank_item_tokens(root: Path, cfg: Config, model, tokenizer, answer_ids,
         for r in candidates.iter_rows(named=True):
             parts = [slotted_explain_parts(builder.build(r["history_item_ids"], r["history_ratings"], item),
                                            a.reasons_per_item, cfg.multimodal.user_token) for item in r["candidates"]]
-            prefix, prefix_request = parts[0][0]
-            suffixes = [suffix for _, suffix in parts]
-            grid.append(score_after_prefix(
-                model.llm, tokenizer(prefix)["input_ids"],
-                [tokenizer(text, add_special_tokens=False)["input_ids"] for text, _ in suffixes], answer_ids,
-                cfg.evaluation.batch_size * 4, tokenizer.pad_token_id,
-                embed=scoring_embedder(model, [req for _, req in suffixes]),
-                prefix_embed=lambda ids, req=prefix_request: model.embed(ids, [req])))
+            grid.append(score_slotted_candidates(model, tokenizer, parts[0][0], [suffix for _, suffix in parts],
+                                                 answer_ids, cfg.evaluation.batch_size * 4))
             advance(1)
     return candidates["sample_id"].to_list(), np.array(grid)
 

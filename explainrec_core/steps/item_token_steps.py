@@ -21,7 +21,6 @@ import torch
 from explainrec_core import paths
 from explainrec_core.baselines.base import TrainingData
 from explainrec_core.config import Config
-from explainrec_core.evaluation.prefix_scoring import score_after_prefix
 from explainrec_core.evaluation.ranking import llm_lists, ranking_metrics
 from explainrec_core.evaluation.scoring import auc, score_yes
 from explainrec_core.features.feature_bank import FeatureBank, SlotRequest
@@ -29,7 +28,8 @@ from explainrec_core.features.fusion import FusionSpec, ModalityFusion, load_fus
 from explainrec_core.features.item_features import build_item_features, features_digest
 from explainrec_core.features.item_prompts import (add_slot_token, slot_budget, slotted_parts, slotted_rec_prompt,
                                                    slotted_suffix)
-from explainrec_core.features.item_token_model import (ItemTokenLM, SlotExample, item_token_loss, scoring_embedder,
+from explainrec_core.features.item_token_model import (ItemTokenLM, SlotExample, item_token_loss,
+                                                       score_slotted_candidates, scoring_embedder,
                                                        token_embedding_norm)
 from explainrec_core.io import write_parquet
 from explainrec_core.models import adapters
@@ -210,15 +210,10 @@ def _rank(cfg: Config, root: Path, model: ItemTokenLM, tokenizer, answer_ids) ->
         for r in candidates.iter_rows(named=True):
             history = [(titles[i], rating, i) for i, rating in zip(r["history_item_ids"], r["history_ratings"],
                                                                     strict=True)]
-            prefix, prefix_request = slotted_parts(history, cfg.samples.like_threshold, cfg.multimodal.user_token)
-            suffixes = [slotted_suffix((titles[i], i), prefix_request.liked) for i in r["candidates"]]
-            suffix_requests = [req for _, req in suffixes]
-            p_yes = score_after_prefix(
-                model.llm, tokenizer(prefix)["input_ids"],
-                [tokenizer(text, add_special_tokens=False)["input_ids"] for text, _ in suffixes], answer_ids,
-                cfg.evaluation.batch_size * 4, tokenizer.pad_token_id,
-                embed=scoring_embedder(model, suffix_requests),
-                prefix_embed=lambda ids, req=prefix_request: model.embed(ids, [req]))
+            prefix = slotted_parts(history, cfg.samples.like_threshold, cfg.multimodal.user_token)
+            suffixes = [slotted_suffix((titles[i], i), prefix[1].liked) for i in r["candidates"]]
+            p_yes = score_slotted_candidates(model, tokenizer, prefix, suffixes, answer_ids,
+                                             cfg.evaluation.batch_size * 4)
             rows.append({"sample_id": r["sample_id"], "scores": p_yes.tolist()})
             advance(1)
     seconds = time.perf_counter() - start
