@@ -259,7 +259,8 @@ def test_both_llm_rankers_rank_the_same_drawn_lists(processed_copy, monkeypatch)
     monkeypatch.setattr(adapters, "load_adapter", lambda model, path: model)
     monkeypatch.setattr(eval_steps, "score_shared_prefix", fake_scores)
     monkeypatch.setattr(explain_evaluation_steps, "score_shared_prefix", fake_scores)
-    monkeypatch.setattr(explain_evaluation_steps, "prompt_parts", lambda context, attributed, reasons: ("prefix", "suffix"))
+    monkeypatch.setattr(explain_evaluation_steps, "prompt_parts",
+                        lambda context, attributed, reasons: ("prefix", "suffix"))
 
     class Builder:
         def build(self, history_item_ids, history_ratings, item):

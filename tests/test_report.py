@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import polars as pl
 import pytest
@@ -78,10 +81,12 @@ def report(tmp_path_factory):
         "rec_evaluation": {**{name: {"auc": 0.9, "n": N[name]} for name in N}, "scoring": {"samples_per_s": 4.0}},
         "llm_ranking": {"n": LISTS, "ndcg@10": 0.5}, "ranking_candidates": {"positives": LISTS},
         "base_model": {"source": "tiny"},
-        "explain_evaluation": {v: {**{name: {"auc": 0.8, "n": N[name]} for name in N}, "ranking": {"ndcg@10": 0.5},
+        "explain_evaluation": {v: {**{name: {"auc": 0.8, "n": N[name]} for name in N},
+                                   "ranking": {"ndcg@10": 0.5, "lists": LISTS},
                                    "explanations": explained, "scoring_samples_per_s": 2.0}
                                for v in ("attributed", "no_attribution", "attributed_item_tokens")},
     }
+    (root / "upstream.json").write_text(json.dumps(upstream))  # for tests that rerun the report on a copy
     return root, write_report(cfg, root, upstream), base_scores
 
 
@@ -160,3 +165,22 @@ def test_report_reads_the_metrics_files_the_pipeline_declares():
     for name, rel in paths.STEP_METRICS.items():
         assert step(name).metrics == rel and name in report_step.reads_metrics
     assert "baseline_ranking" in step("baselines").outs and "baseline_ranking" in report_step.deps
+
+
+def test_a_run_that_skipped_the_tallrec_steps_reports_the_methods_it_has(report, tmp_path):
+    """`explainrec run all --skip rec_evaluation --skip llm_ranking`: no TALLRec row, the other rows and their
+    paired comparisons as before, and the report says which steps did not run."""
+    root, metrics, _ = report
+    copy = tmp_path / "run"
+    shutil.copytree(root, copy)
+    (copy / paths.REC_SCORES).unlink()
+    (copy / paths.LLM_RANKING).unlink()
+    upstream = json.loads((copy / "upstream.json").read_text())
+    del upstream["rec_evaluation"], upstream["llm_ranking"]
+    partial = write_report(load_config(copy / "params.yaml"), copy, upstream)
+    assert LLM not in partial["methods"] and partial["steps_not_run"][:2] == ["rec_evaluation", "llm_ranking"]
+    assert partial["sample_counts"]["test"] == N["test"] and partial["sample_counts"]["ranking_positives_llm"] == LISTS
+    for method in (EXPLAINREC, "explainrec_item_tokens", "popularity"):
+        assert partial["methods"][method]["sets"]["test"] == metrics["methods"][method]["sets"]["test"]
+    md = (copy / paths.EVALUATION_MD).read_text()
+    assert "Not run this time (no rows): rec_evaluation, llm_ranking" in md and f"| {LLM} |" not in md

@@ -62,12 +62,13 @@ def _baseline_rows(frame: pl.DataFrame, protocol: str) -> pl.DataFrame:
 def auc_frames(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
     """set -> method -> (sample_id, label, score[, seed]) on the samples the LLM scored."""
     frames: dict[str, dict[str, pl.DataFrame]] = {s: {} for s in SETS}
-    llm = pl.read_parquet(root / paths.REC_SCORES)
-    explain = pl.read_parquet(root / paths.EXPLAIN_SCORES) if (root / paths.EXPLAIN_SCORES).is_file() else None
+    llm = _read_if_any(root / paths.REC_SCORES)  # a run that skipped a step reports the methods it has
+    explain = _read_if_any(root / paths.EXPLAIN_SCORES)
     item_tokens = _read_if_any(root / paths.ITEM_TOKEN_SCORES)
     baselines = _baseline_rows(pl.read_parquet(root / paths.BASELINE_SCORES), "auc")
     for name in SETS:
-        frames[name][LLM] = llm.filter(pl.col("set") == name).select("sample_id", "label", score="p_yes")
+        if llm is not None:
+            frames[name][LLM] = llm.filter(pl.col("set") == name).select("sample_id", "label", score="p_yes")
         if item_tokens is not None:
             frames[name][ITEM_TOKENS] = item_tokens.filter(pl.col("set") == name).select("sample_id", "label",
                                                                                          score="p_yes")
@@ -94,9 +95,10 @@ def _ndcg(ranks: np.ndarray) -> np.ndarray:
 def ndcg_frames(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
     """lists -> method -> (sample_id, ndcg[, seed]): NDCG@10 of each candidate list, keyed by its sample_id."""
     llm_lists: dict[str, pl.DataFrame] = {}
-    ranked = pl.read_parquet(root / paths.LLM_RANKING)
-    llm_lists[LLM] = pl.DataFrame({"sample_id": ranked["sample_id"],
-                                   "ndcg": _ndcg(positive_ranks(np.array(ranked["scores"].to_list())))})
+    ranked = _read_if_any(root / paths.LLM_RANKING)
+    if ranked is not None:
+        llm_lists[LLM] = pl.DataFrame({"sample_id": ranked["sample_id"],
+                                       "ndcg": _ndcg(positive_ranks(np.array(ranked["scores"].to_list())))})
     item_tokens = _read_if_any(root / paths.ITEM_TOKEN_RANKING)
     if item_tokens is not None:
         llm_lists[ITEM_TOKENS] = pl.DataFrame({"sample_id": item_tokens["sample_id"], "ndcg": _ndcg(
@@ -112,11 +114,13 @@ def ndcg_frames(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
     all_lists: dict[str, pl.DataFrame] = {}
     if (root / paths.BASELINE_RANKING).is_file():
         ranks = _baseline_rows(pl.read_parquet(root / paths.BASELINE_RANKING), "ranking")
-        ranked_ids = llm_lists[LLM]["sample_id"].implode()
+        # every LLM method ranks the same seeded draw of lists (evaluation/ranking.llm_lists)
+        ranked_ids = next(iter(llm_lists.values()))["sample_id"].implode() if llm_lists else None
         for (method,), part in ranks.group_by("method", maintain_order=True):
             frame = part.select("sample_id", "seed", ndcg=pl.Series(_ndcg(part["rank"].to_numpy())))
             all_lists[method] = frame
-            llm_lists[method] = frame.filter(pl.col("sample_id").is_in(ranked_ids))
+            if ranked_ids is not None:
+                llm_lists[method] = frame.filter(pl.col("sample_id").is_in(ranked_ids))
     return {name: lists for name, lists in (("llm_lists", llm_lists), ("all_lists", all_lists)) if lists}
 
 
@@ -189,13 +193,18 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         upstream.get(name, {}) for name in ("rec_evaluation", "rec_adapter", "alpaca_adapter", "llm_ranking",
                                             "ranking_candidates", "base_model"))
     results = pl.read_parquet(root / paths.BASELINE_RESULTS)
-    llm = {f"{name}_auc": evaluation[name]["auc"] for name in SETS}
-    llm.update({k: llm_rank.get(k) for k in ("mrr", *(f"{m}@{k}" for m in ("hit", "ndcg") for k in KS))})
-    llm.update({"train_seconds": (rec.get("train_seconds") or 0) + (alpaca.get("train_seconds") or 0),
-                "inference_ms_per_sample": 1e3 / evaluation["scoring"]["samples_per_s"],
-                "peak_memory_mb": max(rec.get("peak_memory_mb") or 0, alpaca.get("peak_memory_mb") or 0),
-                "seeds": [cfg.llm_training.seed], "base_model": base.get("source")})
-    methods = {LLM: llm, **_explain_methods(cfg, upstream), **_item_token_method(cfg, upstream)}
+    methods = {}
+    if evaluation:  # the TALLRec recipe (absent when a run skipped rec_evaluation)
+        llm = {f"{name}_auc": evaluation[name]["auc"] for name in SETS}
+        llm.update({k: llm_rank.get(k) for k in ("mrr", *(f"{m}@{k}" for m in ("hit", "ndcg") for k in KS))})
+        llm.update({"train_seconds": (rec.get("train_seconds") or 0) + (alpaca.get("train_seconds") or 0),
+                    "inference_ms_per_sample": 1e3 / evaluation["scoring"]["samples_per_s"],
+                    "peak_memory_mb": max(rec.get("peak_memory_mb") or 0, alpaca.get("peak_memory_mb") or 0),
+                    "seeds": [cfg.llm_training.seed], "base_model": base.get("source")})
+        methods[LLM] = llm
+    methods |= {**_explain_methods(cfg, upstream), **_item_token_method(cfg, upstream)}
+    # sample counts from whichever LLM evaluation ran (all score the same seeded sets)
+    counted = evaluation or upstream.get("explain_evaluation", {}).get("attributed", {})
     for method in cfg.baselines.methods:
         rows = results.filter(pl.col("method") == method)
         auc_rows, rank_rows = _baseline_rows(rows, "auc"), _baseline_rows(rows, "ranking")
@@ -217,9 +226,14 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         "dataset": cfg.data.format,
         "split": f"global time order {cfg.split.train:.0%}/{cfg.split.valid:.0%}/rest; label = rating > "
                  f"{cfg.samples.like_threshold}",
-        "sample_counts": {name: evaluation[name]["n"] for name in SETS}
+        "base_model": base.get("source"),
+        "steps_not_run": [name for name in ("rec_evaluation", "llm_ranking", "explain_evaluation",
+                                            "item_token_evaluation") if not upstream.get(name)],
+        "sample_counts": {name: counted.get(name, {}).get("n") for name in SETS}
         | {"ranking_positives_baselines": candidates.get("positives"),
-           "ranking_positives_llm": llm_rank.get("n"),
+           "ranking_positives_llm": llm_rank.get("n") or next(
+               (m["ranking"].get("lists") for m in upstream.get("explain_evaluation", {}).values()
+                if isinstance(m, dict) and "ranking" in m), None),
            "candidates_per_positive": 1 + cfg.ranking.n_negatives},
         "notes": "AUC columns: every method on the same seeded subsets the LLM scores; *_auc_full: baselines on the "
                  "whole set. Ranking: baselines on ranking_positives_baselines lists; llm_subset.* and the LLM on "
@@ -395,8 +409,11 @@ def _html_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _figures(root: Path, metrics: dict) -> list[Path]:
-    llm = pl.read_parquet(root / paths.REC_SCORES).filter(pl.col("set") == "test").sort("sample_id")
-    curves = {LLM: (llm["label"].to_numpy(), llm["p_yes"].to_numpy())}
+    curves = {}
+    for method, frame in auc_frames(root).get("test", {}).items():
+        if method in LLM_METHODS:
+            frame = frame.sort("sample_id")
+            curves[method] = (frame["label"].to_numpy(), frame["score"].to_numpy())
     base = _baseline_rows(pl.read_parquet(root / paths.BASELINE_SCORES), "auc").filter(pl.col("set") == "test")
     for (method,), part in base.group_by("method", maintain_order=True):  # each baseline's first seed
         part = part.filter(pl.col("seed") == part["seed"].min())
@@ -406,7 +423,8 @@ def _figures(root: Path, metrics: dict) -> list[Path]:
         for name, f in v.get("sets", {}).items():
             if f["auc"] is not None and f["auc_ci95"][0] is not None:
                 intervals[name][method] = (f["auc"], *f["auc_ci95"])
-    figures = [plot_roc(curves, root / paths.FIGURES / "roc_test.png", highlight=LLM),
+    highlight = next((m for m in (CHAMPION, LLM) if m in curves), None)
+    figures = [plot_roc(curves, root / paths.FIGURES / "roc_test.png", highlight=highlight),
                plot_auc_intervals(intervals, root / paths.FIGURES / "auc_by_method.png")]
     extra = [root / paths.FIGURES / name for name in ("rec_adapter_training.png", "item_token_adapter_training.png",
                                                        "item_token_modality_weights.png")]
@@ -420,7 +438,9 @@ def write_report(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
     figures = _figures(root, metrics)
     title = f"ExplainRec evaluation: {metrics['dataset']}"
     intro = (f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Split: {metrics['split']}. "
-             f"Base model: {metrics['methods'][LLM]['base_model']}. Seeds: {metrics['seeds']}. "
+             f"Base model: {metrics['base_model']}. Seeds: {metrics['seeds']}. "
+             + (f"Not run this time (no rows): {', '.join(metrics['steps_not_run'])}. " if metrics["steps_not_run"]
+                else "") +
              f"{metrics['notes']} Intervals: {metrics['bootstrap']['method']}, "
              f"{metrics['bootstrap']['resamples']} resamples, seed {metrics['bootstrap']['seed']}.")
     tables = _tables(metrics) + _examples(root)

@@ -87,8 +87,8 @@ def slotted_suffix(target: tuple[str, int], liked: tuple[int, ...]) -> tuple[str
 def _explain_request(ctx: SampleContext, user_token: bool, target: bool) -> SlotRequest:
     liked = tuple(item for item, _, is_liked in ctx.history if is_liked)
     disliked = tuple(item for item, _, is_liked in ctx.history if not is_liked)
-    return SlotRequest(items=((USER_SLOT,) if user_token else ()) + liked + disliked + ((ctx.target,) if target else ()),
-                       liked=liked)
+    user = (USER_SLOT,) if user_token else ()
+    return SlotRequest(items=user + liked + disliked + ((ctx.target,) if target else ()), liked=liked)
 
 
 def slotted_explain_parts(ctx: SampleContext, reasons_per_item: int, user_token: bool = True
