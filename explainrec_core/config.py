@@ -285,6 +285,10 @@ class MultimodalConfig:
     """Width of the per-modality projections and the attention."""
     fusion_lr: float = 1.0e-3
     """Learning rate of the fusion and projector (CoLLM's second step trains only these, the LoRA frozen)."""
+    fusion_epochs: int = 1
+    """Epochs of CoLLM's second step over the same few-shot examples. Its own setting because a fresh fusion MLP is
+    still learning when one epoch ends (paper profile: valid AUC still rising at the last of 32 steps); early
+    stopping on validation AUC (llm_training.eval_every / patience) still picks the step kept."""
     user_token: bool = True
     """Also place a user token (the user's vector: the mean CF vector of the liked items shown) in the prompt."""
 
@@ -298,8 +302,10 @@ class MultimodalConfig:
             raise ConfigError("multimodal.text_encoder: clip needs multimodal.clip_pretrained (CLIP weights)")
         if self.collaborative_model not in ("lightgcn", "bpr"):
             raise ConfigError(f"multimodal.collaborative_model: lightgcn or bpr, got {self.collaborative_model!r}")
-        if self.fusion_dim < 1 or self.max_attribute_values < 1 or self.fusion_lr <= 0:
-            raise ConfigError("multimodal: fusion_dim, max_attribute_values and fusion_lr must be positive")
+        if self.fusion_dim < 1 or self.max_attribute_values < 1 or self.fusion_lr <= 0 or self.fusion_epochs < 1:
+            raise ConfigError("multimodal: fusion_dim, max_attribute_values, fusion_lr and fusion_epochs must be "
+                              f"positive, got {self.fusion_dim}, {self.max_attribute_values}, {self.fusion_lr}, "
+                              f"{self.fusion_epochs}")
 
 
 @dataclass(frozen=True)

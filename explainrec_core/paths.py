@@ -45,6 +45,9 @@ CHECKPOINTS = "models/checkpoints"
 FIGURES = "reports/figures"
 # The statistics files of the steps whose numbers the report reads. pipeline.py declares each as that step's metrics
 # file (tests/test_report.py checks that they agree); listed here so the report step need not import the pipeline.
+# `explainrec run all`'s record of the invocation (steps run, reused, skipped): the report reads which were skipped.
+RUN_SUMMARY = "reports/run_summary.json"
+
 STEP_METRICS = {
     "base_model": "reports/models/base_model.json",
     "alpaca_adapter": "reports/models/alpaca_adapter.json",

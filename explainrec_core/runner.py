@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from explainrec_core import pipeline
+from explainrec_core import paths, pipeline
 from explainrec_core.config import Config
 from explainrec_core.io import write_json
 
@@ -137,12 +137,12 @@ def run_all(cfg: Config, params: Path, root: Path, project: Path, force: Iterabl
             echo(f"  {name}: done in {record['seconds']:.0f} s")
             previous = record
         versions[name] = _digest([fp, previous["finished"]])
-        write_json({**summary, "updated": _now()}, root / "reports" / "run_summary.json")
+        write_json({**summary, "updated": _now()}, root / paths.RUN_SUMMARY)
         if name == until:
             break
     summary["finished"] = _now()
     summary["wall_seconds_run_now"] = round(sum(s["seconds"] for s in summary["steps"] if not s["reused"]), 1)
-    write_json(summary, root / "reports" / "run_summary.json")
+    write_json(summary, root / paths.RUN_SUMMARY)
     return summary
 
 

@@ -14,6 +14,7 @@ from explainrec_core import paths
 from explainrec_core.config import load_config
 from explainrec_core.evaluation.report import ABLATION, EXPLAINREC, LLM, write_report
 from explainrec_core.io import write_parquet
+from explainrec_core.steps.eval_steps import run_evaluation_report
 from tests.conftest import write_params
 
 SEEDS = (0, 1, 2)
@@ -184,3 +185,29 @@ def test_a_run_that_skipped_the_tallrec_steps_reports_the_methods_it_has(report,
         assert partial["methods"][method]["sets"]["test"] == metrics["methods"][method]["sets"]["test"]
     md = (copy / paths.EVALUATION_MD).read_text()
     assert "Not run this time (no rows): rec_evaluation, llm_ranking" in md and f"| {LLM} |" not in md
+
+
+def test_files_of_a_step_the_run_skipped_are_not_mixed_in(report, tmp_path):
+    """`explainrec run all --skip rec_evaluation --skip llm_ranking`: the TALLRec scores and lists on disk are from an
+    earlier run (other models), so the report of this run has no TALLRec row although the files are still there;
+    once the run is finished the
+    summary no longer applies (a later Dagster/DVC report of the same folder reads what is there)."""
+    root, metrics, _ = report
+    copy = tmp_path / "run"
+    shutil.copytree(root, copy)
+    upstream = json.loads((copy / "upstream.json").read_text())
+    for name, rel in paths.STEP_METRICS.items():
+        if name in upstream:
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            (copy / rel).write_text(json.dumps(upstream[name]))
+    summary = {"steps": [{"step": "rec_evaluation", "skipped": True}, {"step": "llm_ranking", "skipped": True},
+                         {"step": "baselines", "reused": True}]}
+    (copy / paths.RUN_SUMMARY).write_text(json.dumps(summary))
+    cfg = load_config(copy / "params.yaml")
+    partial = run_evaluation_report(cfg, copy)
+    assert (copy / paths.REC_SCORES).is_file() and LLM not in partial["methods"]
+    assert partial["steps_not_run"][:2] == ["rec_evaluation", "llm_ranking"] and EXPLAINREC in partial["methods"]
+    assert not any(LLM in (c["a"], c["b"]) for c in partial["comparisons"])
+    assert f"| {LLM} |" not in (copy / paths.EVALUATION_MD).read_text()
+    (copy / paths.RUN_SUMMARY).write_text(json.dumps({**summary, "finished": "2026-12-01T00:00:00+00:00"}))
+    assert LLM in run_evaluation_report(cfg, copy)["methods"]

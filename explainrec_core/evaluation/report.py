@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import html
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,7 @@ import polars as pl
 
 from explainrec_core import paths
 from explainrec_core.config import Config
-from explainrec_core.evaluation.paired import (LEVEL, RESAMPLES, Distribution, PairedBootstrap, Scored,
-                                               mean_std)
+from explainrec_core.evaluation.paired import LEVEL, RESAMPLES, Distribution, PairedBootstrap, Scored, mean_std
 from explainrec_core.evaluation.ranking import positive_ranks
 from explainrec_core.io import atomic_path
 from explainrec_core.plots import plot_auc_intervals, plot_roc
@@ -59,12 +59,25 @@ def _baseline_rows(frame: pl.DataFrame, protocol: str) -> pl.DataFrame:
     return frame
 
 
-def auc_frames(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
-    """set -> method -> (sample_id, label, score[, seed]) on the samples the LLM scored."""
+# The per-sample files of the optional LLM evaluation steps. A run that skipped a step (`explainrec run all --skip`)
+# may still hold that step's files from an EARLIER run, with other models and code: the report never mixes them in.
+STEP_FILES = {"rec_evaluation": (paths.REC_SCORES,), "llm_ranking": (paths.LLM_RANKING,),
+              "explain_evaluation": (paths.EXPLAIN_SCORES, paths.EXPLAIN_RANKING, paths.EXPLANATIONS),
+              "item_token_evaluation": (paths.ITEM_TOKEN_SCORES, paths.ITEM_TOKEN_RANKING)}
+
+
+def _left_out(not_run: Collection[str]) -> set[str]:
+    return {rel for step in not_run for rel in STEP_FILES.get(step, ())}
+
+
+def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str, pl.DataFrame]]:
+    """set -> method -> (sample_id, label, score[, seed]) on the samples the LLM scored; `not_run`: steps whose
+    files are left out (a run that skipped a step reports the methods it has)."""
     frames: dict[str, dict[str, pl.DataFrame]] = {s: {} for s in SETS}
-    llm = _read_if_any(root / paths.REC_SCORES)  # a run that skipped a step reports the methods it has
-    explain = _read_if_any(root / paths.EXPLAIN_SCORES)
-    item_tokens = _read_if_any(root / paths.ITEM_TOKEN_SCORES)
+    skip = _left_out(not_run)
+    llm = _read_if_any(root, paths.REC_SCORES, skip)
+    explain = _read_if_any(root, paths.EXPLAIN_SCORES, skip)
+    item_tokens = _read_if_any(root, paths.ITEM_TOKEN_SCORES, skip)
     baselines = _baseline_rows(pl.read_parquet(root / paths.BASELINE_SCORES), "auc")
     for name in SETS:
         if llm is not None:
@@ -82,9 +95,10 @@ def auc_frames(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
     return {name: per_set for name, per_set in frames.items() if all(f.height for f in per_set.values())}
 
 
-def _read_if_any(path: Path) -> pl.DataFrame | None:
-    """An optional method's scores (a profile may leave its steps out); None when absent or empty."""
-    frame = pl.read_parquet(path) if path.is_file() else None
+def _read_if_any(root: Path, rel: str, skip: Collection[str] = ()) -> pl.DataFrame | None:
+    """An optional method's scores (a profile may leave its steps out); None when absent, empty or left out."""
+    path = root / rel
+    frame = pl.read_parquet(path) if path.is_file() and rel not in skip else None
     return frame if frame is not None and frame.height else None
 
 
@@ -92,19 +106,19 @@ def _ndcg(ranks: np.ndarray) -> np.ndarray:
     return np.where(ranks <= NDCG_K, 1.0 / np.log2(ranks + 1.0), 0.0)
 
 
-def ndcg_frames(root: Path) -> dict[str, dict[str, pl.DataFrame]]:
+def ndcg_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str, pl.DataFrame]]:
     """lists -> method -> (sample_id, ndcg[, seed]): NDCG@10 of each candidate list, keyed by its sample_id."""
     llm_lists: dict[str, pl.DataFrame] = {}
-    ranked = _read_if_any(root / paths.LLM_RANKING)
+    skip = _left_out(not_run)
+    ranked = _read_if_any(root, paths.LLM_RANKING, skip)
     if ranked is not None:
         llm_lists[LLM] = pl.DataFrame({"sample_id": ranked["sample_id"],
                                        "ndcg": _ndcg(positive_ranks(np.array(ranked["scores"].to_list())))})
-    item_tokens = _read_if_any(root / paths.ITEM_TOKEN_RANKING)
+    item_tokens = _read_if_any(root, paths.ITEM_TOKEN_RANKING, skip)
     if item_tokens is not None:
         llm_lists[ITEM_TOKENS] = pl.DataFrame({"sample_id": item_tokens["sample_id"], "ndcg": _ndcg(
             positive_ranks(np.array(item_tokens["scores"].to_list())))})
-    path = root / paths.EXPLAIN_RANKING
-    explain = pl.read_parquet(path) if path.is_file() else None
+    explain = _read_if_any(root, paths.EXPLAIN_RANKING, skip)
     if explain is not None and "sample_id" in explain.columns:  # older files keyed lists by position only
         for variant, method in VARIANT_METHODS.items():
             part = explain.filter(pl.col("variant") == variant)
@@ -151,7 +165,7 @@ def _compare(group: dict[str, pl.DataFrame], statistic: str, baselines: set[str]
     return dists, best
 
 
-def paired_comparisons(root: Path, baselines: set[str]) -> tuple[dict, list[dict]]:
+def paired_comparisons(root: Path, baselines: set[str], not_run: Collection[str] = ()) -> tuple[dict, list[dict]]:
     """Per method: {'sets': {set: AUC fields}, 'ranking_lists': {lists: NDCG@10 fields}}, each against the best
     baseline of that set; and the list of named comparisons (vs the best baseline, and the ablation vs the full
     model) that the report's text reads."""
@@ -159,8 +173,8 @@ def paired_comparisons(root: Path, baselines: set[str]) -> tuple[dict, list[dict
     comparisons: list[dict] = []
     full_model = {"auc": {}, f"ndcg@{NDCG_K}": {}}
     for kind, groups, statistic, value, key in (
-            ("sets", auc_frames(root), "auc", "score", "auc"),
-            ("ranking_lists", ndcg_frames(root), "mean", "ndcg", f"ndcg@{NDCG_K}")):
+            ("sets", auc_frames(root, not_run), "auc", "score", "auc"),
+            ("ranking_lists", ndcg_frames(root, not_run), "mean", "ndcg", f"ndcg@{NDCG_K}")):
         for name, group in groups.items():
             dists, best = _compare(group, statistic, baselines, value)
             for method, dist in dists.items():
@@ -219,7 +233,8 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         entry["inference_ms_per_sample"] = mean_std(auc_rows, "ms_per_sample")
         entry["seeds"] = sorted(set(rows["seed"].to_list()))
         methods[method] = entry
-    paired, comparisons = paired_comparisons(root, set(cfg.baselines.methods))
+    not_run = [name for name in STEP_FILES if not upstream.get(name)]
+    paired, comparisons = paired_comparisons(root, set(cfg.baselines.methods), not_run)
     for method, fields in paired["methods"].items():
         methods.setdefault(method, {}).update(fields)
     return {
@@ -227,8 +242,7 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         "split": f"global time order {cfg.split.train:.0%}/{cfg.split.valid:.0%}/rest; label = rating > "
                  f"{cfg.samples.like_threshold}",
         "base_model": base.get("source"),
-        "steps_not_run": [name for name in ("rec_evaluation", "llm_ranking", "explain_evaluation",
-                                            "item_token_evaluation") if not upstream.get(name)],
+        "steps_not_run": not_run,
         "sample_counts": {name: counted.get(name, {}).get("n") for name in SETS}
         | {"ranking_positives_baselines": candidates.get("positives"),
            "ranking_positives_llm": llm_rank.get("n") or next(
@@ -385,12 +399,12 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     ]
 
 
-def _examples(root: Path) -> list[tuple[str, list[str], list[list[str]]]]:
+def _examples(root: Path, not_run: Collection[str]) -> list[tuple[str, list[str], list[list[str]]]]:
     """A few generated explanations next to their references (the first test samples, not picked)."""
-    path = root / paths.EXPLANATIONS
-    if not path.is_file():
+    frame = _read_if_any(root, paths.EXPLANATIONS, _left_out(not_run))
+    if frame is None:
         return []
-    rows = pl.read_parquet(path).filter(pl.col("variant") == "attributed").head(EXAMPLES)
+    rows = frame.filter(pl.col("variant") == "attributed").head(EXAMPLES)
     return [(f"Example explanations (attributed model, the first {rows.height} explained test samples)",
              ["user", "item", "label", "reference", "generated"],
              [[str(r["user_id"]), str(r["item_id"]), "Yes" if r["label"] else "No", r["response"], r["generated"]]
@@ -410,7 +424,7 @@ def _html_table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _figures(root: Path, metrics: dict) -> list[Path]:
     curves = {}
-    for method, frame in auc_frames(root).get("test", {}).items():
+    for method, frame in auc_frames(root, metrics["steps_not_run"]).get("test", {}).items():
         if method in LLM_METHODS:
             frame = frame.sort("sample_id")
             curves[method] = (frame["label"].to_numpy(), frame["score"].to_numpy())
@@ -443,7 +457,7 @@ def write_report(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
                 else "") +
              f"{metrics['notes']} Intervals: {metrics['bootstrap']['method']}, "
              f"{metrics['bootstrap']['resamples']} resamples, seed {metrics['bootstrap']['seed']}.")
-    tables = _tables(metrics) + _examples(root)
+    tables = _tables(metrics) + _examples(root, metrics["steps_not_run"])
     sentences = [_sentence(c) for c in metrics["comparisons"]]
     pairs_caption = ("Paired comparisons (A - B on the same samples / lists, 95% interval; \"better\"/\"worse\" only "
                      "when the interval excludes 0)")

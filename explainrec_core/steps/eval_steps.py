@@ -179,6 +179,18 @@ def run_evaluation_report(cfg: Config, root: Path) -> dict:
 
     The report reads the statistics of upstream steps; they are read here and handed over, so the report module
     knows nothing of the pipeline (data flows one way)."""
-    upstream = {name: json.loads((root / rel).read_text()) if (root / rel).is_file() else {}
+    skipped = skipped_this_run(root)
+    upstream = {name: json.loads((root / rel).read_text()) if (root / rel).is_file() and name not in skipped else {}
                 for name, rel in paths.STEP_METRICS.items()}
     return write_report(cfg, root, upstream)
+
+
+def skipped_this_run(root: Path) -> set[str]:
+    """Steps the `explainrec run all` invocation now in progress skipped (`--skip`): their files on disk, if any, are
+    from an earlier run, with other models, so the report leaves them out. Only an unfinished summary counts (the
+    report is the last step, so the summary of its own run is unfinished); a Dagster or DVC run has none."""
+    path = root / paths.RUN_SUMMARY
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    if "finished" in summary:
+        return set()
+    return {s["step"] for s in summary.get("steps", []) if s.get("skipped")}

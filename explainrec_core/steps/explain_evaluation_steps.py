@@ -109,7 +109,7 @@ def _text_variant(cfg: Config, root: Path, name: str, model, tokenizer, answer_i
         rank=lambda: _rank(root, cfg, model, tokenizer, answer_ids, builder, name == "attributed"))
 
 
-def _item_token_variant(cfg: Config, root: Path, builder: ContextBuilder) -> Variant:
+def item_token_variant(cfg: Config, root: Path, builder: ContextBuilder) -> Variant:
     info, model, tokenizer, slot_id = load_item_token_model(cfg, root, paths.EXPLAIN_ITEM_TOKEN_ADAPTER)
     answer_ids = info["answer_token_ids"]
     batch, max_new = cfg.evaluation.batch_size, cfg.attribution.max_new_tokens
@@ -140,7 +140,7 @@ def _variants(cfg: Config, root: Path, builder: ContextBuilder):
             yield _text_variant(cfg, root, name, model, tokenizer, info["answer_token_ids"], builder)
     del model, base
     if (root / paths.EXPLAIN_ITEM_TOKEN_ADAPTER).is_dir():
-        yield _item_token_variant(cfg, root, builder)
+        yield item_token_variant(cfg, root, builder)
 
 
 def _missing(root: Path) -> list[str]:

@@ -67,6 +67,7 @@ def run_explain_item_token_adapter(cfg: Config, root: Path) -> dict:
     model = new_item_token_model(cfg, root, llm, slot_id)
     builder = context_builder(cfg, root)
     train_cfg = dataclasses.replace(cfg.llm_training, lr=cfg.multimodal.fusion_lr,
+                                    epochs=cfg.multimodal.fusion_epochs,
                                     cutoff=cfg.llm_training.cutoff + slot_budget(cfg.samples.history_len))
     train_prompts, train_requests = slotted_explain_prompts(cfg, root, train_rows, builder)
     examples, skipped = [], 0

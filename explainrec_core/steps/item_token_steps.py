@@ -115,6 +115,7 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
         ex = encode(tokenizer, prompt, response)
         examples.append(SlotExample(ex.input_ids, ex.labels, request=request))
     train_cfg = dataclasses.replace(cfg.llm_training, lr=cfg.multimodal.fusion_lr,
+                                    epochs=cfg.multimodal.fusion_epochs,
                                     cutoff=cfg.llm_training.cutoff + slot_budget(cfg.samples.history_len))
     valid_prompts, valid_requests = slotted_prompts(cfg, root, valid_rows)
     valid_labels = valid_rows["label"].to_list()
