@@ -87,6 +87,33 @@ class CrossDomainConfig:
 
 
 @dataclass(frozen=True)
+class KnowledgeConfig:
+    """The preference knowledge base (paper III-C, eq. 4-5; explainrec_core/knowledge), from the training period."""
+
+    age_bands: tuple[int, ...] = (18, 25, 35, 45, 50, 56)
+    """Lower edges of the age groups after the first (MovieLens-1M's bands: under 18, 18-24, ..., 56+)."""
+    item_smoothing: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 50.0)
+    """Pseudo-ratings m pulling a group's like rate of an item toward the group's attribute-level estimate; the
+    value used is chosen on the validation samples (AUC of the KB's score), never on test."""
+    attribute_smoothing: float = 20.0
+    """Pseudo-ratings pulling a group's like rate of an attribute (genre) toward the group's overall like rate."""
+    min_domain_ratings: int = 5
+    """Cross-domain correlations use users with at least this many training-period ratings in both domains."""
+    window_days: int = 30
+    """Temporal patterns: the width of the time windows of item like-rate trends and of "recent"."""
+
+    def __post_init__(self) -> None:
+        if list(self.age_bands) != sorted(set(self.age_bands)) or any(a <= 0 for a in self.age_bands):
+            raise ConfigError(f"knowledge.age_bands: increasing positive ages, got {list(self.age_bands)}")
+        if not self.item_smoothing or min(self.item_smoothing) <= 0 or self.attribute_smoothing <= 0:
+            raise ConfigError(f"knowledge: smoothing values must be positive, got item_smoothing "
+                              f"{list(self.item_smoothing)} and attribute_smoothing {self.attribute_smoothing}")
+        if self.min_domain_ratings < 1 or self.window_days < 1:
+            raise ConfigError(f"knowledge: min_domain_ratings ({self.min_domain_ratings}) and window_days "
+                              f"({self.window_days}) must be >= 1")
+
+
+@dataclass(frozen=True)
 class QualityConfig:
     rating_min: float = 0.5
     rating_max: float = 5.0
@@ -347,6 +374,7 @@ class Config:
     split: SplitConfig = field(default_factory=SplitConfig)
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
     cross_domain: CrossDomainConfig = field(default_factory=CrossDomainConfig)
+    knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     alpaca: AlpacaDataConfig = field(default_factory=AlpacaDataConfig)

@@ -41,6 +41,8 @@ ITEM_TOKEN_SCORES = "data/scores/item_token_scores.parquet"
 ITEM_TOKEN_RANKING = "data/scores/item_token_ranking.parquet"
 EXPLAIN_ITEM_TOKEN_ADAPTER = "models/explain_item_token_adapter"  # explain_adapter's LoRA + its own fusion
 CHAMPION_ADAPTER = EXPLAIN_ITEM_TOKEN_ADAPTER
+KNOWLEDGE_BASE = "${data.processed_dir}/knowledge_base"  # a folder: parquet tables + manifest.json
+KNOWLEDGE_BASE_SCORES = "data/scores/knowledge_base_scores.parquet"  # eq. 5's P(i | u) of every evaluated sample
 CHECKPOINTS = "models/checkpoints"
 FIGURES = "reports/figures"
 # The statistics files of the steps whose numbers the report reads. pipeline.py declares each as that step's metrics
@@ -62,6 +64,7 @@ STEP_METRICS = {
     "item_token_adapter": "reports/models/item_token_adapter.json",
     "item_token_evaluation": "reports/item_token_evaluation.json",
     "explain_item_token_adapter": "reports/models/explain_item_token_adapter.json",
+    "preference_knowledge_base": "reports/data/preference_knowledge_base.json",
 }
 
 

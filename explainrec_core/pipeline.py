@@ -25,7 +25,7 @@ from explainrec_core.errors import DataError, QualityGateError
 from explainrec_core.io import is_main_process, write_json
 from explainrec_core.quality.gate import CHECKS, SuiteResult
 from explainrec_core.steps import (data_steps, eval_steps, explain_evaluation_steps, explain_item_token_steps,
-                                   explain_steps, item_token_steps, llm_steps)
+                                   explain_steps, item_token_steps, knowledge_steps, llm_steps)
 
 StepFn = Callable[[Config, Path], dict]
 resolve = paths.resolve
@@ -99,6 +99,15 @@ STEPS = (
          outs={"cross_domain_sets": paths.processed("cross_domain_sets")},
          params=("cross_domain", "samples.history_len"), metrics="reports/data/cross_domain.json",
          doc="Zero-shot cross-domain sets: source-genre training samples, held-out-genre evaluation samples."),
+    Step("preference_knowledge_base", "knowledge", knowledge_steps.run_preference_knowledge_base,
+         deps=("samples", "interactions", "items", "users", "cold_start_sets"),
+         outs={"preference_knowledge_base": paths.KNOWLEDGE_BASE,
+               "knowledge_base_scores": paths.KNOWLEDGE_BASE_SCORES},
+         params=("knowledge", "samples.like_threshold"),
+         metrics=paths.STEP_METRICS["preference_knowledge_base"],
+         doc="The preference knowledge base of the training period (eq. 4-5): demographic preferences with learned "
+             "group weights, cross-domain correlations, temporal patterns; its zero-shot P(i | u) of every "
+             "evaluated sample."),
     Step("base_model", "model", llm_steps.run_base_model, deps=(),
          outs={"base_model": paths.BASE_MODEL}, params=("model",),
          metrics="reports/models/base_model.json",
@@ -215,14 +224,14 @@ STEPS = (
              "candidate lists, BLEU-4, ROUGE-L, faithfulness and stance agreement."),
     Step("evaluation_report", "evaluate", eval_steps.run_evaluation_report,
          deps=("rec_scores", "baseline_results", "baseline_scores", "baseline_ranking", "llm_ranking", "explain_scores",
-               "explanations", "explain_ranking", "item_token_scores", "item_token_ranking"),
+               "explanations", "explain_ranking", "item_token_scores", "item_token_ranking", "knowledge_base_scores"),
          outs={"evaluation_report": paths.EVALUATION_MD, "evaluation_html": paths.EVALUATION_HTML},
          params=("baselines", "ranking"), metrics=paths.METRICS,
          plots=(f"{paths.FIGURES}/roc_test.png", f"{paths.FIGURES}/auc_by_method.png"),
          reads_metrics=("base_model", "alpaca_adapter", "rec_adapter", "rec_evaluation", "ranking_candidates",
                         "llm_ranking", "item_attributes", "explain_prompts", "explain_adapter",
                         "explain_adapter_ablation", "explain_evaluation", "item_features", "item_token_adapter",
-                        "item_token_evaluation", "explain_item_token_adapter"),
+                        "item_token_evaluation", "explain_item_token_adapter", "preference_knowledge_base"),
          doc="Tables shaped like the paper's, plots, and reports/metrics.json."),
 )
 
@@ -240,6 +249,8 @@ TRAINING_TABLE_GATES = (
          report="reports/quality/item_attributes.json", reads=("items",)),
     Gate("validate_item_features", checks=("item_features",), params=("quality.min_attribute_coverage",),
          report="reports/quality/item_features.json", reads=("items",)),
+    Gate("validate_preference_knowledge_base", checks=("preference_knowledge_base",), params=(),
+         report="reports/quality/preference_knowledge_base.json", reads=("samples", "interactions", "items")),
     Gate("validate_cross_domain_sets", checks=("cross_domain_sets",),
          params=("samples.like_threshold", "samples.history_len", "cross_domain.eval_splits"),
          report="reports/quality/cross_domain_sets.json"),

@@ -33,6 +33,7 @@ EXPLAINREC = "explainrec"  # the attributed model (answer + explanation, joint l
 ABLATION = "explainrec_no_attribution"  # the same without preference attribution in the prompt
 ITEM_TOKENS = "tallrec_item_tokens"  # the TALLRec recipe's adapter + item tokens (fusion trained, LoRA frozen)
 CHAMPION = "explainrec_item_tokens"  # the attributed model + item tokens (its own fusion, attributed LoRA frozen)
+KNOWLEDGE_BASE = "knowledge_base"  # eq. 5's demographic P(i | u) alone: ExplainRec's zero-shot component, no history
 LLM_METHODS = (LLM, EXPLAINREC, ABLATION, ITEM_TOKENS, CHAMPION)  # ranked only on the LLM's candidate lists
 VARIANT_METHODS = {"attributed": EXPLAINREC, "no_attribution": ABLATION,  # explain_* files' variant -> method
                    "attributed_item_tokens": CHAMPION}
@@ -63,7 +64,8 @@ def _baseline_rows(frame: pl.DataFrame, protocol: str) -> pl.DataFrame:
 # may still hold that step's files from an EARLIER run, with other models and code: the report never mixes them in.
 STEP_FILES = {"rec_evaluation": (paths.REC_SCORES,), "llm_ranking": (paths.LLM_RANKING,),
               "explain_evaluation": (paths.EXPLAIN_SCORES, paths.EXPLAIN_RANKING, paths.EXPLANATIONS),
-              "item_token_evaluation": (paths.ITEM_TOKEN_SCORES, paths.ITEM_TOKEN_RANKING)}
+              "item_token_evaluation": (paths.ITEM_TOKEN_SCORES, paths.ITEM_TOKEN_RANKING),
+              "preference_knowledge_base": (paths.KNOWLEDGE_BASE_SCORES,)}
 
 
 def _left_out(not_run: Collection[str]) -> set[str]:
@@ -78,6 +80,7 @@ def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str,
     llm = _read_if_any(root, paths.REC_SCORES, skip)
     explain = _read_if_any(root, paths.EXPLAIN_SCORES, skip)
     item_tokens = _read_if_any(root, paths.ITEM_TOKEN_SCORES, skip)
+    knowledge = _read_if_any(root, paths.KNOWLEDGE_BASE_SCORES, skip)
     baselines = _baseline_rows(pl.read_parquet(root / paths.BASELINE_SCORES), "auc")
     for name in SETS:
         if llm is not None:
@@ -92,6 +95,10 @@ def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str,
                     frames[name][method] = part.select("sample_id", "label", score="p_yes")
         for (method,), part in baselines.filter(pl.col("set") == name).group_by("method", maintain_order=True):
             frames[name][method] = part.select("sample_id", "label", "score", "seed")
+        if knowledge is not None and frames[name]:  # scored on whole sets: keep the samples the others scored
+            scored = next(iter(frames[name].values()))["sample_id"].unique().implode()
+            frames[name][KNOWLEDGE_BASE] = knowledge.filter((pl.col("set") == name) & pl.col("sample_id").is_in(
+                scored)).select("sample_id", "label", score="p_yes")
     return {name: per_set for name, per_set in frames.items() if all(f.height for f in per_set.values())}
 
 
@@ -216,7 +223,8 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
                     "peak_memory_mb": max(rec.get("peak_memory_mb") or 0, alpaca.get("peak_memory_mb") or 0),
                     "seeds": [cfg.llm_training.seed], "base_model": base.get("source")})
         methods[LLM] = llm
-    methods |= {**_explain_methods(cfg, upstream), **_item_token_method(cfg, upstream)}
+    methods |= {**_explain_methods(cfg, upstream), **_item_token_method(cfg, upstream),
+                **_knowledge_base_method(upstream)}
     # sample counts from whichever LLM evaluation ran (all score the same seeded sets)
     counted = evaluation or upstream.get("explain_evaluation", {}).get("attributed", {})
     for method in cfg.baselines.methods:
@@ -280,6 +288,15 @@ def _item_token_method(cfg: Config, upstream: dict[str, dict]) -> dict:
                   "inference_ms_per_sample": 1e3 / m["scoring"]["samples_per_s"],
                   "peak_memory_mb": train.get("peak_memory_mb"), "seeds": [cfg.llm_training.seed]})
     return {ITEM_TOKENS: entry}
+
+
+def _knowledge_base_method(upstream: dict[str, dict]) -> dict:
+    """The knowledge base's demographic model (eq. 5), from the preference_knowledge_base metrics: whole sets."""
+    m = upstream.get("preference_knowledge_base", {}).get("demographic_model")
+    if not m:
+        return {}
+    return {KNOWLEDGE_BASE: {**{f"{name}_auc_full": m[name]["auc"] for name in SETS if name in m},
+                             "weights": upstream["preference_knowledge_base"].get("weights")}}
 
 
 def _explain_methods(cfg: Config, upstream: dict[str, dict]) -> dict:

@@ -14,8 +14,10 @@ import great_expectations as gx
 import pandas as pd
 import polars as pl
 
+from explainrec_core.baselines.base import TrainingData  # the one definition of the training period
 from explainrec_core.config import STORED_MODALITIES, Config
 from explainrec_core.errors import DataError
+from explainrec_core.knowledge import store
 from explainrec_core.quality import suites, training_suites
 
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
@@ -159,6 +161,18 @@ def check_item_features(cfg: Config, files: Files) -> SuiteResult:
                      training_suites.item_features_suite(item_ids, dims, cfg.quality.min_attribute_coverage))
 
 
+def check_preference_knowledge_base(cfg: Config, files: Files) -> SuiteResult:
+    folder = files["preference_knowledge_base"]
+    kb = store.load(folder)
+    items = pl.read_parquet(files["items"])
+    data = TrainingData.from_tables(pl.read_parquet(files["samples"]), pl.read_parquet(files["interactions"]), items,
+                                    cfg.samples.like_threshold)
+    cut = int(data.train["timestamp"].max())
+    frame = training_suites.knowledge_base_frame(kb.tables, kb.manifest, items.height, data.interactions.height, cut)
+    return run_suite("preference_knowledge_base", folder / "items.parquet", frame,
+                     training_suites.knowledge_base_suite(items.height))
+
+
 def _sample_splits(files: Files) -> pl.DataFrame:
     return pl.read_parquet(files["samples"], columns=["sample_id", "split"])
 
@@ -176,6 +190,7 @@ CHECKS: dict[str, Callable[[Config, Files], SuiteResult]] = {
     "item_attributes": check_item_attributes,
     "cross_domain_sets": check_cross_domain_sets,
     "item_features": check_item_features,
+    "preference_knowledge_base": check_preference_knowledge_base,
 }
 TABLES = ("interactions", "items", "users", "samples", "cold_start_sets", "item_attributes",
           "cross_domain_sets", "item_features")  # what lives in the processed folder

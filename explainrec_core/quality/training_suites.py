@@ -173,3 +173,46 @@ def item_features_suite(item_ids: list[int], dims: dict[str, int], min_attribute
             gxe.ExpectColumnValuesToBeInSet(column=f"{m}_flag_agrees", value_set=[True]),
         ]
     return checks
+
+
+def knowledge_base_frame(tables: dict[str, pl.DataFrame], manifest: dict, catalogue: int,
+                         training_ratings: int, training_cut: int) -> pd.DataFrame:
+    """The knowledge base's item table (one row per group and catalogue item) with derived columns: items per
+    group, whether the group type has a weight, and table-wide facts (the weights' sum, how many training users
+    miss a group row, out-of-range correlations and era rates, and whether exactly the training period's ratings
+    were counted, none later than its last target)."""
+    groups, users = tables["groups"], tables["user_groups"]
+    all_group = groups.filter(pl.col("group_type") == "all")
+    counted = int(all_group["n"].sum()) if all_group.height else -1
+    # a user with training ratings is in `all`'s users; each of their known groups must then have a row
+    uncovered = (users.join(groups.select("group_type", "group_value"), on=["group_type", "group_value"], how="anti")
+                 .join(tables["items"].select("group_type").unique(), on="group_type", how="semi"))
+    trained_users = int(all_group["n_users"].sum()) if all_group.height else 0
+    cross, era = tables["cross_domain"], tables["era"]
+    return tables["items"].with_columns(
+        items_in_group=pl.len().over("group_type", "group_value"),
+        group_weighted=pl.col("group_type").is_in(list(manifest.get("weights", {}))),
+        likes_within_n=(pl.col("likes") >= 0) & (pl.col("likes") <= pl.col("n")),
+        weights_sum=pl.lit(float(sum(manifest.get("weights", {}).values()))),
+        unknown_groups_of_users=pl.lit(uncovered.height if trained_users else 0),
+        correlations_out_of_range=pl.lit(cross.filter(~pl.col("correlation").is_between(-1, 1)).height),
+        era_rates_out_of_range=pl.lit(era.filter(~pl.col("p").is_between(0, 1)).height),
+        training_period_only=pl.lit(counted == training_ratings == manifest.get("training_ratings")
+                                    and manifest.get("last_rating_timestamp", training_cut + 1) <= training_cut),
+    ).with_columns(items_in_group_expected=pl.lit(catalogue)).to_pandas()
+
+
+def knowledge_base_suite(catalogue: int) -> list:
+    """Probabilities in [0, 1] and defined for every group and catalogue item, weights that sum to 1 over the
+    group types, correlations in [-1, 1], and nothing counted from after the training period."""
+    return [
+        *_not_null("p", "prior"),
+        gxe.ExpectColumnValuesToBeBetween(column="p", min_value=0.0, max_value=1.0),
+        gxe.ExpectColumnValuesToBeBetween(column="prior", min_value=0.0, max_value=1.0),
+        gxe.ExpectColumnValuesToBeBetween(column="items_in_group", min_value=catalogue, max_value=catalogue,
+                                          description="every group covers every catalogue item"),
+        *_all_true("group_weighted", "likes_within_n", "training_period_only"),
+        gxe.ExpectColumnValuesToBeBetween(column="weights_sum", min_value=0.999, max_value=1.001),
+        *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=0)
+          for c in ("unknown_groups_of_users", "correlations_out_of_range", "era_rates_out_of_range")],
+    ]
