@@ -64,6 +64,13 @@ class ColdStartConfig:
     """A test sample is in the new-user set when its user has fewer training-period interactions than this."""
     max_item_train_interactions: int = 5
     """A test sample is in the new-item set when its item has fewer training-period interactions than this."""
+    curve_ks: tuple[int, ...] = (0, 1, 3, 5)
+    """True cold start: new-user test samples with at least max(curve_ks) earlier ratings, their history cut to
+    the last k of them for each k (the same samples at every k), so AUC can be drawn against k."""
+
+    def __post_init__(self) -> None:
+        if not self.curve_ks or min(self.curve_ks) < 0 or list(self.curve_ks) != sorted(set(self.curve_ks)):
+            raise ConfigError(f"cold_start.curve_ks: increasing history lengths >= 0, got {list(self.curve_ks)}")
 
 
 @dataclass(frozen=True)

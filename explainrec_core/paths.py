@@ -65,6 +65,7 @@ STEP_METRICS = {
     "item_token_evaluation": "reports/item_token_evaluation.json",
     "explain_item_token_adapter": "reports/models/explain_item_token_adapter.json",
     "preference_knowledge_base": "reports/data/preference_knowledge_base.json",
+    "baselines": "reports/baselines.json",
 }
 
 

@@ -92,7 +92,8 @@ STEPS = (
          metrics="reports/data/samples.json",
          doc="History/target samples with labels, split 80/10/10 by global time order."),
     Step("cold_start_sets", "prepare", data_steps.run_cold_start_sets, deps=("samples", "interactions"),
-         outs={"cold_start_sets": paths.processed("cold_start_sets")}, params=("cold_start",),
+         outs={"cold_start_sets": paths.processed("cold_start_sets")},
+         params=("cold_start.max_user_train_interactions", "cold_start.max_item_train_interactions"),
          metrics="reports/data/cold_start.json",
          doc="Test samples of new users and new items (few training-period interactions)."),
     Step("cross_domain_sets", "prepare", data_steps.run_cross_domain_sets, deps=("samples", "interactions", "items"),
@@ -103,7 +104,7 @@ STEPS = (
          deps=("samples", "interactions", "items", "users", "cold_start_sets"),
          outs={"preference_knowledge_base": paths.KNOWLEDGE_BASE,
                "knowledge_base_scores": paths.KNOWLEDGE_BASE_SCORES},
-         params=("knowledge", "samples.like_threshold"),
+         params=("knowledge", "samples.like_threshold", "cold_start.curve_ks"),
          metrics=paths.STEP_METRICS["preference_knowledge_base"],
          doc="The preference knowledge base of the training period (eq. 4-5): demographic preferences with learned "
              "group weights, cross-domain correlations, temporal patterns; its zero-shot P(i | u) of every "
@@ -143,7 +144,7 @@ STEPS = (
                "item_features"),
          outs={"baseline_results": paths.BASELINE_RESULTS, "baseline_scores": paths.BASELINE_SCORES,
                "baseline_ranking": paths.BASELINE_RANKING},
-         params=("baselines", "ranking"), metrics="reports/baselines.json",
+         params=("baselines", "ranking", "cold_start.curve_ks"), metrics=paths.STEP_METRICS["baselines"],
          gated=True,
          doc="Popularity, BPR-MF, LightGCN, SASRec, content-based, MMGCN and LATTICE, per seed, under the LLM's "
              "protocol."),
@@ -231,7 +232,8 @@ STEPS = (
          reads_metrics=("base_model", "alpaca_adapter", "rec_adapter", "rec_evaluation", "ranking_candidates",
                         "llm_ranking", "item_attributes", "explain_prompts", "explain_adapter",
                         "explain_adapter_ablation", "explain_evaluation", "item_features", "item_token_adapter",
-                        "item_token_evaluation", "explain_item_token_adapter", "preference_knowledge_base"),
+                        "item_token_evaluation", "explain_item_token_adapter", "preference_knowledge_base",
+                        "baselines"),
          doc="Tables shaped like the paper's, plots, and reports/metrics.json."),
 )
 

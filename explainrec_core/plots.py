@@ -87,3 +87,16 @@ def plot_modality_weights(weights: dict[str, dict[str, float]], target: Path) ->
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, target)
+
+
+def plot_cold_start_curve(curves: dict[str, dict[int, float | None]], target: Path) -> Path:
+    """AUC against the number k of ratings a new user has: curves[method][k] (the same samples at every k)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    for method, points in curves.items():
+        ks = [k for k, v in points.items() if v is not None]
+        ax.plot(ks, [points[k] for k in ks], marker="o", label=method)
+    ax.axhline(0.5, color="grey", linestyle=":")
+    ax.set(xlabel="ratings of the new user shown (k)", ylabel="AUC", title="True cold start: new users, AUC vs k")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, target)

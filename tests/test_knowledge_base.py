@@ -159,6 +159,9 @@ def test_the_step_builds_a_gated_knowledge_base_on_real_ml100k(kb_project):
     assert len(kb.manifest["valid_auc_by_item_smoothing"]) == len(cfg.knowledge.item_smoothing)
     model = stats["demographic_model"]
     assert model["test"]["n"] > 1000 and 0.6 < model["test"]["auc"] < 0.9  # a real signal, not leakage-perfect
+    curve = model["cold_start_curve"]  # no history is read: the same AUC at every k, on the same samples
+    assert len({round(curve[f"new_user_k{k}"]["auc"], 12) for k in cfg.cold_start.curve_ks}) == 1
+    assert curve["new_user_k0"]["n"] > 100 and curve["new_item_unseen"]["n"] > 10
     scores = pl.read_parquet(root / paths.KNOWLEDGE_BASE_SCORES)
     assert scores["p_yes"].is_finite().all() and set(scores["set"]) == {"valid", "test", "new_user", "new_item"}
     assert [r.success for r in run_gate(cfg, root, find_gate("validate_preference_knowledge_base"))] == [True]

@@ -211,3 +211,41 @@ def test_files_of_a_step_the_run_skipped_are_not_mixed_in(report, tmp_path):
     assert f"| {LLM} |" not in (copy / paths.EVALUATION_MD).read_text()
     (copy / paths.RUN_SUMMARY).write_text(json.dumps({**summary, "finished": "2026-12-01T00:00:00+00:00"}))
     assert LLM in run_evaluation_report(cfg, copy)["methods"]
+
+
+def test_the_knowledge_base_is_paired_on_the_same_samples_and_the_true_cold_start_table_drawn(report, tmp_path):
+    """The KB scores whole sets: the report keeps the samples the other methods scored, pairs it with the best
+    baseline (it is ExplainRec's component, never a baseline itself), and draws AUC vs k."""
+    root, _, _ = report
+    copy = tmp_path / "kb"
+    shutil.copytree(root, copy)
+    rng = np.random.default_rng(5)
+    frames = []
+    rec = pl.read_parquet(copy / paths.REC_SCORES)
+    for name in N:
+        known = rec.filter(pl.col("set") == name).sort("sample_id")
+        ids = np.concatenate([known["sample_id"].to_numpy(), 10_000_000 + np.arange(50)])  # + 50 nobody scored
+        labels = np.concatenate([known["label"].to_numpy(), rng.integers(0, 2, 50)])
+        frames.append(pl.DataFrame({"set": name, "sample_id": ids, "label": labels,
+                                    "p_yes": 1 / (1 + np.exp(-(2 * labels + rng.normal(size=len(ids)))))}))
+    scores = pl.concat(frames)
+    write_parquet(scores, copy / paths.KNOWLEDGE_BASE_SCORES)
+    results = pl.read_parquet(copy / paths.BASELINE_RESULTS)
+    write_parquet(results.with_columns(new_user_k0_auc=pl.lit(0.5), new_user_k5_auc=pl.lit(0.6),
+                                       new_item_unseen_auc=pl.lit(0.55)), copy / paths.BASELINE_RESULTS)
+    upstream = json.loads((copy / "upstream.json").read_text())
+    curve = {name: {"auc": 0.7, "n": 80} for name in ("new_user_k0", "new_user_k1", "new_user_k3", "new_user_k5",
+                                                       "new_item_unseen")}
+    upstream["preference_knowledge_base"] = {"weights": {"all": 1.0}, "demographic_model": {
+        **{name: {"auc": 0.7, "n": N[name] + 50} for name in N}, "cold_start_curve": curve}}
+    metrics = write_report(load_config(copy / "params.yaml"), copy, upstream)
+    kb = metrics["methods"]["knowledge_base"]
+    part = scores.filter((pl.col("set") == "test") & (pl.col("sample_id") < 10_000_000))
+    assert kb["sets"]["test"]["n"] == N["test"]
+    assert kb["sets"]["test"]["auc"] == pytest.approx(roc_auc_score(part["label"], part["p_yes"]))
+    assert kb["sets"]["test"]["best_baseline"] == "popularity" and kb["sets"]["test"]["verdict_vs_best"] == "better"
+    assert kb["new_user_k0_auc_full"] == 0.7 and metrics["methods"]["bpr"]["new_user_k5_auc_full"]["mean"] == 0.6
+    md = (copy / paths.EVALUATION_MD).read_text()
+    assert "Table III-b: true cold start" in md and "new_user_k0: n = 80" in md
+    assert "| knowledge_base | 0.700 | 0.700 | 0.700 | 0.700 | 0.700 |" in md
+    assert (copy / paths.FIGURES / "cold_start_curve.png").is_file()

@@ -124,3 +124,22 @@ def test_lazy_frames_in_give_lazy_frames_out():
     assert isinstance(cold, pl.LazyFrame)
     assert cold.collect().select("set", "user_id", "item_id").rows() == [
         ("new_item", 2, 21), ("new_item", 2, 22), ("new_user", 2, 21), ("new_user", 2, 22)]
+
+
+def test_true_cold_start_sets_cut_the_same_new_user_samples_to_their_last_k_ratings():
+    from explainrec_core.data.samples import history_cut_sets
+
+    samples = pl.DataFrame({
+        "sample_id": [1, 2, 3, 4], "user_id": [7, 7, 8, 9], "item_id": [10, 11, 12, 13], "label": [1, 0, 1, 0],
+        "history_item_ids": [[1, 2, 3, 4], [1, 2], [5, 6, 7], [8]],
+        "history_ratings": [[5.0, 4.0, 3.0, 2.0], [5.0, 4.0], [1.0, 2.0, 3.0], [4.0]]})
+    cold = pl.DataFrame({"set": ["new_user", "new_user", "new_user", "new_item", "new_item"],
+                         "sample_id": [1, 2, 3, 3, 4], "item_train_interactions": [9, 9, 0, 0, 2]})
+    sets = history_cut_sets(samples, cold, (0, 1, 3))
+    assert list(sets) == ["new_user_k0", "new_user_k1", "new_user_k3", "new_item_unseen"]
+    for k in (0, 1, 3):  # sample 2 has only 2 earlier ratings: in no k-set, so every k scores the same samples
+        frame = sets[f"new_user_k{k}"].sort("sample_id")
+        assert frame["sample_id"].to_list() == [1, 3]
+        assert frame["history_item_ids"].to_list() == [[1, 2, 3, 4][4 - k:], [5, 6, 7][3 - k:]]
+        assert frame["history_ratings"].to_list()[0] == [5.0, 4.0, 3.0, 2.0][4 - k:]
+    assert sets["new_item_unseen"]["sample_id"].to_list() == [3]  # item 13 had 2 training interactions

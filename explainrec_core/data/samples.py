@@ -175,6 +175,21 @@ def build_cold_start_sets(samples: Frame, interactions: Frame, cfg: ColdStartCon
     return _like(result, samples)
 
 
+def history_cut_sets(samples: pl.DataFrame, cold: pl.DataFrame, ks: tuple[int, ...]) -> dict[str, pl.DataFrame]:
+    """True cold-start sets (samples' columns):
+    - `new_user_k{k}` for each k: the new-user test samples with at least max(ks) ratings before the target, their
+      history cut to the last k (the most recent; k = 0: none), the same samples at every k;
+    - `new_item_unseen`: the new-item test samples whose item has no training-period interaction at all."""
+    new_users = samples.join(cold.filter(pl.col("set") == "new_user").select("sample_id"), on="sample_id")
+    eligible = new_users.filter(pl.col("history_item_ids").list.len() >= max(ks))
+    sets = {f"new_user_k{k}": eligible.with_columns(
+        pl.col("history_item_ids", "history_ratings").list.slice(pl.col("history_item_ids").list.len() - k, k))
+        for k in ks}
+    unseen = cold.filter((pl.col("set") == "new_item") & (pl.col("item_train_interactions") == 0))
+    sets["new_item_unseen"] = samples.join(unseen.select("sample_id"), on="sample_id")
+    return sets
+
+
 def _part_stats(frame: Frame, by: str, names: tuple[str, ...], extra: dict[str, pl.Expr] | None = None) -> dict:
     """Per value of `by`: samples, distinct users/items, positive rate, first/last timestamp (one pass)."""
     aggs = {

@@ -24,7 +24,7 @@ from explainrec_core.config import Config
 from explainrec_core.evaluation.paired import LEVEL, RESAMPLES, Distribution, PairedBootstrap, Scored, mean_std
 from explainrec_core.evaluation.ranking import positive_ranks
 from explainrec_core.io import atomic_path
-from explainrec_core.plots import plot_auc_intervals, plot_roc
+from explainrec_core.plots import plot_auc_intervals, plot_cold_start_curve, plot_roc
 
 __all__ = ["collect_metrics", "main_table", "mean_std", "write_report"]
 
@@ -234,6 +234,9 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         for name in SETS:
             entry[f"{name}_auc"] = mean_std(auc_rows, f"{name}_auc_llm_subset")
             entry[f"{name}_auc_full"] = mean_std(auc_rows, f"{name}_auc")
+        for name in curve_sets(cfg):  # true cold start, whole sets (the LLMs do not score them yet)
+            if f"{name}_auc" in auc_rows.columns:
+                entry[f"{name}_auc_full"] = mean_std(auc_rows, f"{name}_auc")
         for col in rank_rows.columns:
             if col.startswith("rank_") and not col.endswith("_n"):
                 entry[col.removeprefix("rank_").replace("llm_subset_", "llm_subset.")] = mean_std(rank_rows, col)
@@ -251,6 +254,10 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
                  f"{cfg.samples.like_threshold}",
         "base_model": base.get("source"),
         "steps_not_run": not_run,
+        "cold_start_curve": {"sets": curve_sets(cfg),
+                             "n": upstream.get("baselines", {}).get("cold_start_curve_n") or {
+                                 name: v.get("n") for name, v in upstream.get("preference_knowledge_base", {}).get(
+                                     "demographic_model", {}).get("cold_start_curve", {}).items()}},
         "sample_counts": {name: counted.get(name, {}).get("n") for name in SETS}
         | {"ranking_positives_baselines": candidates.get("positives"),
            "ranking_positives_llm": llm_rank.get("n") or next(
@@ -290,12 +297,18 @@ def _item_token_method(cfg: Config, upstream: dict[str, dict]) -> dict:
     return {ITEM_TOKENS: entry}
 
 
+def curve_sets(cfg: Config) -> list[str]:
+    """The true cold-start sets (data.samples.history_cut_sets) in the order of the curve."""
+    return [f"new_user_k{k}" for k in cfg.cold_start.curve_ks] + ["new_item_unseen"]
+
+
 def _knowledge_base_method(upstream: dict[str, dict]) -> dict:
     """The knowledge base's demographic model (eq. 5), from the preference_knowledge_base metrics: whole sets."""
     m = upstream.get("preference_knowledge_base", {}).get("demographic_model")
     if not m:
         return {}
-    return {KNOWLEDGE_BASE: {**{f"{name}_auc_full": m[name]["auc"] for name in SETS if name in m},
+    curve = {f"{name}_auc_full": v["auc"] for name, v in m.get("cold_start_curve", {}).items()}
+    return {KNOWLEDGE_BASE: {**{f"{name}_auc_full": m[name]["auc"] for name in SETS if name in m}, **curve,
                              "weights": upstream["preference_knowledge_base"].get("weights")}}
 
 
@@ -321,6 +334,11 @@ def _explain_methods(cfg: Config, upstream: dict[str, dict]) -> dict:
 
 
 # --- tables and text ---
+
+def _point(value) -> float | None:
+    """A number from a value that may be a seed summary ({mean, std, n_seeds})."""
+    return value.get("mean") if isinstance(value, dict) else value
+
 
 def _fmt(value) -> str:
     if value is None:
@@ -391,6 +409,13 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                          _fmt(stance) if not isinstance(stance, dict) else _fmt(stance.get("rate")),
                          f"{v['explanations_citing']}/{v['explanations_n']}" if v.get("explanations_n") else "-"])
     n = metrics["sample_counts"]
+    curve = metrics.get("cold_start_curve", {"sets": [], "n": {}})
+    true_cold = [[m, *(_fmt(v.get(f"{name}_auc_full")) for name in curve["sets"])] for m, v in methods.items()
+                 if any(v.get(f"{name}_auc_full") is not None for name in curve["sets"])]
+    counts = ", ".join(f"{name}: n = {curve['n'].get(name)}" for name in curve["sets"])
+    extra = [(f"Table III-b: true cold start (AUC on whole sets; new users whose history is cut to their last k "
+              f"ratings, the same samples at every k; items with no training interaction; {counts})",
+              ["method", *curve["sets"]], true_cold)] if true_cold else []
     return [
         (f"Table I: main results (AUC with 95% interval on the same {n['test']} test samples, and its paired "
          f"difference to the best baseline; Hit/NDCG@K over {n['ranking_positives_baselines']} liked test targets x "
@@ -411,6 +436,7 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
          f"{n['new_user']} new-user / {n['new_item']} new-item samples; full sets for the baselines, mean ± std)",
          ["method", "new users [95% CI]", "Δ vs best", "new items [95% CI]", "Δ vs best", "new users (full)",
           "new items (full)"], cold),
+        *extra,
         ("Table IV: efficiency (training s; inference ms per sample; peak memory MB, LLM only)",
          ["method", "training time (s)", "inference (ms/sample)", "peak memory (MB)"], eff),
     ]
@@ -457,6 +483,12 @@ def _figures(root: Path, metrics: dict) -> list[Path]:
     highlight = next((m for m in (CHAMPION, LLM) if m in curves), None)
     figures = [plot_roc(curves, root / paths.FIGURES / "roc_test.png", highlight=highlight),
                plot_auc_intervals(intervals, root / paths.FIGURES / "auc_by_method.png")]
+    ks = [(int(name.removeprefix("new_user_k")), name) for name in metrics["cold_start_curve"]["sets"]
+          if name.startswith("new_user_k")]
+    by_k = {m: {k: _point(v.get(f"{name}_auc_full")) for k, name in ks} for m, v in metrics["methods"].items()}
+    by_k = {m: points for m, points in by_k.items() if any(p is not None for p in points.values())}
+    if by_k:
+        figures.append(plot_cold_start_curve(by_k, root / paths.FIGURES / "cold_start_curve.png"))
     extra = [root / paths.FIGURES / name for name in ("rec_adapter_training.png", "item_token_adapter_training.png",
                                                        "item_token_modality_weights.png")]
     return figures + [f for f in extra if f.is_file()]

@@ -18,6 +18,7 @@ from explainrec_core import paths
 from explainrec_core.baselines.base import Recommender, TrainingData
 from explainrec_core.baselines.registry import BASELINES, PROTOCOLS, USES_ITEM_FEATURES, build_baseline
 from explainrec_core.config import Config
+from explainrec_core.data.samples import history_cut_sets
 from explainrec_core.errors import ConfigError
 from explainrec_core.evaluation.prefix_scoring import candidate_suffix, rec_prompt_parts, score_shared_prefix
 from explainrec_core.evaluation.ranking import (build_candidates, collect_scores, expand_candidates, llm_lists,
@@ -105,6 +106,8 @@ def run_baselines(cfg: Config, root: Path) -> dict:
     sets = {"test": samples.filter(pl.col("split") == "test"),
             **{name: samples.join(cold.filter(pl.col("set") == name).select("sample_id"), on="sample_id")
                for name in ("new_user", "new_item")}}
+    curve = history_cut_sets(samples, cold, cfg.cold_start.curve_ks)  # true cold start: AUC vs k, unseen items
+    sets.update(curve)
     # The LLM scores seeded subsets of these sets: keep every method's scores there, for like-for-like AUC and ROC.
     llm_subset = pl.read_parquet(root / paths.REC_PROMPTS).filter(pl.col("set").is_in(EVAL_SETS)).select(
         "set", "sample_id")
@@ -143,6 +146,9 @@ def run_baselines(cfg: Config, root: Path) -> dict:
                         for m in cfg.baselines.methods}
                for metric, protocol, column in (("test_auc", "auc", "test_auc"),
                                                 ("ndcg@10", "ranking", "rank_ndcg@10"))},
+            "cold_start_curve": {name: {m: mean_std(by_protocol["auc"].filter(pl.col("method") == m), f"{name}_auc")
+                                        for m in cfg.baselines.methods} for name in curve},
+            "cold_start_curve_n": {name: frame.height for name, frame in curve.items()},
             "hyperparameters": {p: {m: dataclasses.asdict(_build_baseline(m, p, cfg).config)
                                     for m in cfg.baselines.methods} for p in PROTOCOLS}}
 

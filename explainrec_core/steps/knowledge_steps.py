@@ -14,6 +14,7 @@ import polars as pl
 from explainrec_core import paths
 from explainrec_core.baselines.base import TrainingData
 from explainrec_core.config import Config
+from explainrec_core.data.samples import history_cut_sets
 from explainrec_core.evaluation.scoring import auc
 from explainrec_core.io import write_parquet
 from explainrec_core.knowledge import store
@@ -46,6 +47,11 @@ def run_preference_knowledge_base(cfg: Config, root: Path) -> dict:
     evaluated = {name: {"auc": auc(part["label"].to_list(), part["p_yes"].to_list()), "n": part.height,
                         "evidence": dict(part["evidence"].value_counts().iter_rows())}
                  for name in SETS for part in [scores.filter(pl.col("set") == name)]}
+    # The true cold-start sets the baselines are scored on: P(i | u) reads no history, so it is the same at every k
+    curve = history_cut_sets(samples, read_processed(cfg, root, "cold_start_sets"), cfg.cold_start.curve_ks)
+    evaluated["cold_start_curve"] = {
+        name: {"auc": auc(frame["label"].to_list(), kb.score(frame)["p"].to_list()), "n": frame.height}
+        for name, frame in curve.items()}
     manifest = {k: v for k, v in kb.manifest.items() if k != "fallbacks"}
     return {**manifest, "tables": {name: frame.height for name, frame in kb.tables.items()},
             "demographic_model": evaluated}
