@@ -121,6 +121,35 @@ class KnowledgeConfig:
 
 
 @dataclass(frozen=True)
+class MetaConfig:
+    """Meta-learned adaptation to new users (paper eq. 6; MeLU's split: global item/user encoders, per-user decision
+    layers), explainrec_core/knowledge/meta.py."""
+
+    orders: tuple[str, ...] = ("none", "first", "second")
+    """Variants trained on the same tasks and compared on validation: none (no inner step: plain training of the
+    same model), first-order MAML, second-order MAML. The best on validation scores the test sets."""
+    query: int = 10
+    """Query ratings per training task (the ratings right after the task's support ratings)."""
+    inner_lr: float = 0.5
+    """alpha of eq. 6: the step size of the per-user update of the decision layers."""
+    inner_steps: int = 1
+    meta_lr: float = 1.0e-3
+    epochs: int = 3
+    tasks_per_batch: int = 32
+    hidden: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.orders) - {"none", "first", "second"})
+        if bad or not self.orders:
+            raise ConfigError(f"meta.orders: among none/first/second, got {list(self.orders)}")
+        if min(self.query, self.inner_steps, self.epochs, self.tasks_per_batch, self.hidden) < 1:
+            raise ConfigError("meta: query, inner_steps, epochs, tasks_per_batch and hidden must be >= 1")
+        if self.inner_lr <= 0 or self.meta_lr <= 0:
+            raise ConfigError(f"meta: inner_lr ({self.inner_lr}) and meta_lr ({self.meta_lr}) must be positive")
+
+
+@dataclass(frozen=True)
 class QualityConfig:
     rating_min: float = 0.5
     rating_max: float = 5.0
@@ -382,6 +411,7 @@ class Config:
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
     cross_domain: CrossDomainConfig = field(default_factory=CrossDomainConfig)
     knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     alpaca: AlpacaDataConfig = field(default_factory=AlpacaDataConfig)

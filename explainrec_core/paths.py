@@ -43,6 +43,8 @@ EXPLAIN_ITEM_TOKEN_ADAPTER = "models/explain_item_token_adapter"  # explain_adap
 CHAMPION_ADAPTER = EXPLAIN_ITEM_TOKEN_ADAPTER
 KNOWLEDGE_BASE = "${data.processed_dir}/knowledge_base"  # a folder: parquet tables + manifest.json
 KNOWLEDGE_BASE_SCORES = "data/scores/knowledge_base_scores.parquet"  # eq. 5's P(i | u) of every evaluated sample
+META_MODEL = "models/meta_recommender"  # eq. 6's meta-learned new-user model (safetensors + config.json)
+META_SCORES = "data/scores/meta_scores.parquet"  # every variant's P(like) on the true cold-start curve sets
 CHECKPOINTS = "models/checkpoints"
 FIGURES = "reports/figures"
 # The statistics files of the steps whose numbers the report reads. pipeline.py declares each as that step's metrics
@@ -66,6 +68,7 @@ STEP_METRICS = {
     "explain_item_token_adapter": "reports/models/explain_item_token_adapter.json",
     "preference_knowledge_base": "reports/data/preference_knowledge_base.json",
     "baselines": "reports/baselines.json",
+    "meta_adaptation": "reports/models/meta_adaptation.json",
 }
 
 

@@ -224,7 +224,7 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
                     "seeds": [cfg.llm_training.seed], "base_model": base.get("source")})
         methods[LLM] = llm
     methods |= {**_explain_methods(cfg, upstream), **_item_token_method(cfg, upstream),
-                **_knowledge_base_method(upstream)}
+                **_knowledge_base_method(upstream), **_meta_methods(upstream)}
     # sample counts from whichever LLM evaluation ran (all score the same seeded sets)
     counted = evaluation or upstream.get("explain_evaluation", {}).get("attributed", {})
     for method in cfg.baselines.methods:
@@ -300,6 +300,18 @@ def _item_token_method(cfg: Config, upstream: dict[str, dict]) -> dict:
 def curve_sets(cfg: Config) -> list[str]:
     """The true cold-start sets (data.samples.history_cut_sets) in the order of the curve."""
     return [f"new_user_k{k}" for k in cfg.cold_start.curve_ks] + ["new_item_unseen"]
+
+
+def _meta_methods(upstream: dict[str, dict]) -> dict:
+    """The meta-learned new-user model's variants (meta_adaptation): AUC on the true cold-start curve only; the one
+    kept on validation is marked."""
+    m = upstream.get("meta_adaptation", {})
+    out = {}
+    for order, v in m.get("orders", {}).items():
+        name = "meta_no_adaptation" if order == "none" else f"meta_maml_{order}_order"
+        out[name] = {f"new_user_k{k}_auc_full": value for k, value in v.get("test_auc", {}).items()}
+        out[name]["kept_on_valid"] = order == m.get("chosen")
+    return out
 
 
 def _knowledge_base_method(upstream: dict[str, dict]) -> dict:
@@ -382,17 +394,21 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     def on(m: dict, kind: str, name: str) -> dict | None:
         return m.get(kind, {}).get(name)
 
+    curve_only = {m for m, v in methods.items()  # scored on the true cold-start curve alone (meta_adaptation)
+                  if all(k.startswith(("new_user_k", "new_item_unseen")) or k == "kept_on_valid" for k in v)}
+    listed = {m: v for m, v in methods.items() if m not in curve_only}
+
     main = [[m, _ci(on(v, "sets", "test"), "auc"), _delta(on(v, "sets", "test"), "auc"),
              _fmt(v.get("test_auc_full")), *(_fmt(v.get(f"{x}@{k}")) for x in ("hit", "ndcg") for k in KS),
              _ci(on(v, "ranking_lists", "llm_lists"), ndcg) if on(v, "ranking_lists", "llm_lists") else
              _fmt(v.get("ndcg@10") if m in LLM_METHODS else v.get("llm_subset.ndcg@10")),
              _delta(on(v, "ranking_lists", "llm_lists"), ndcg)]
-            for m, v in methods.items()]
+            for m, v in listed.items()]
     cold = [[m, *(cell for name in ("new_user", "new_item")
                   for cell in (_ci(on(v, "sets", name), "auc"), _delta(on(v, "sets", name), "auc"))),
-             _fmt(v.get("new_user_auc_full")), _fmt(v.get("new_item_auc_full"))] for m, v in methods.items()]
+             _fmt(v.get("new_user_auc_full")), _fmt(v.get("new_item_auc_full"))] for m, v in listed.items()]
     eff = [[m, _fmt(v.get("train_seconds")), _fmt(v.get("inference_ms_per_sample")), _fmt(v.get("peak_memory_mb"))]
-           for m, v in methods.items()]
+           for m, v in listed.items()]
     vs_full = metrics.get("vs_full_model", {})
     ablation = []
     for label, key, reference, setting in ABLATIONS:
@@ -410,7 +426,8 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                          f"{v['explanations_citing']}/{v['explanations_n']}" if v.get("explanations_n") else "-"])
     n = metrics["sample_counts"]
     curve = metrics.get("cold_start_curve", {"sets": [], "n": {}})
-    true_cold = [[m, *(_fmt(v.get(f"{name}_auc_full")) for name in curve["sets"])] for m, v in methods.items()
+    true_cold = [[m + (" (kept on valid)" if v.get("kept_on_valid") else ""),
+                  *(_fmt(v.get(f"{name}_auc_full")) for name in curve["sets"])] for m, v in methods.items()
                  if any(v.get(f"{name}_auc_full") is not None for name in curve["sets"])]
     counts = ", ".join(f"{name}: n = {curve['n'].get(name)}" for name in curve["sets"])
     extra = [(f"Table III-b: true cold start (AUC on whole sets; new users whose history is cut to their last k "

@@ -1,0 +1,121 @@
+"""meta_adaptation: the meta-learned new-user model (eq. 6), its variants compared on validation, the curve on test.
+
+Each variant of `meta.orders` is trained on the same tasks (training-period users), then judged on the validation
+samples of new users (fewer than `cold_start.max_user_train_interactions` training ratings) whose history is cut to
+each k of `cold_start.curve_ks`: the mean AUC over k picks the variant kept. Every variant scores the test sets of
+the true cold-start curve (data.samples.history_cut_sets) so the report can draw them; the comparison of the kept
+variant with `none` (no adaptation) is paired, per k, on the same test samples.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from safetensors.torch import load_file, save_file
+
+from explainrec_core import paths
+from explainrec_core.baselines.base import TrainingData
+from explainrec_core.config import Config
+from explainrec_core.data.samples import history_cut_sets
+from explainrec_core.evaluation.paired import auc_difference, auc_with_ci
+from explainrec_core.evaluation.scoring import auc
+from explainrec_core.io import write_parquet
+from explainrec_core.knowledge import demographic, meta
+from explainrec_core.knowledge.store import training_ratings
+from explainrec_core.plots import plot_training
+from explainrec_core.progress import progress_bar
+from explainrec_core.steps.data_steps import read_processed
+from explainrec_core.storage.base import swap_into_place
+
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+def _cut(frame: pl.DataFrame, k: int) -> pl.DataFrame:
+    return frame.with_columns(pl.col("history_item_ids", "history_ratings").list.slice(
+        pl.col("history_item_ids").list.len() - k, k))
+
+
+def validation_sets(cfg: Config, samples: pl.DataFrame, ratings: pl.DataFrame) -> dict[int, pl.DataFrame]:
+    """Validation samples of new users with >= max(k) earlier ratings, cut to each k (the same samples)."""
+    counts = ratings.group_by("user_id").agg(n=pl.len())
+    ks = cfg.cold_start.curve_ks
+    new = (samples.filter(pl.col("split") == "valid").join(counts, on="user_id", how="left")
+           .filter((pl.col("n").fill_null(0) < cfg.cold_start.max_user_train_interactions)
+                   & (pl.col("history_item_ids").list.len() >= max(ks))))
+    return {k: _cut(new, k) for k in ks}
+
+
+def save_model(model: meta.MetaRecommender, settings: dict, folder: Path) -> None:
+    staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        staging.mkdir(parents=True)
+        save_file({n: t.contiguous() for n, t in model.state_dict().items()}, staging / WEIGHTS)
+        (staging / CONFIG).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        swap_into_place(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_model(folder: Path) -> tuple[meta.MetaRecommender, dict]:
+    settings = json.loads((folder / CONFIG).read_text())
+    model = meta.MetaRecommender(settings["item_dim"], settings["user_dim"], settings["hidden"])
+    model.load_state_dict(load_file(folder / WEIGHTS))
+    return model, settings
+
+
+def run_meta_adaptation(cfg: Config, root: Path) -> dict:
+    samples, items = read_processed(cfg, root, "samples"), read_processed(cfg, root, "items")
+    data = TrainingData.from_tables(samples, read_processed(cfg, root, "interactions"), items,
+                                    cfg.samples.like_threshold)
+    ratings = training_ratings(data)
+    features = meta.build_features(pl.read_parquet(paths.resolve(paths.ITEM_FEATURES, cfg, root)),
+                                   demographic.user_groups(read_processed(cfg, root, "users"),
+                                                           cfg.knowledge.age_bands))
+    ks, threshold = cfg.cold_start.curve_ks, cfg.samples.like_threshold
+    tasks = [meta.training_tasks(ratings, k, cfg.meta.query) for k in ks]
+    valid = validation_sets(cfg, samples, ratings)
+    test = history_cut_sets(samples, read_processed(cfg, root, "cold_start_sets"), ks)
+    test_k = {k: test[f"new_user_k{k}"] for k in ks}
+    steps = cfg.meta.epochs * sum(-(-len(t.users) // cfg.meta.tasks_per_batch) for t in tasks)
+    variants, frames, models = {}, [], {}
+    for order in cfg.meta.orders:
+        torch.manual_seed(cfg.meta.seed)
+        model = meta.MetaRecommender(features.item_x.shape[1], features.user_x.shape[1], cfg.meta.hidden)
+        with progress_bar(steps, f"meta_adaptation: training ({order})") as advance:
+            losses = meta.meta_train(model, features, tasks, cfg.meta, order, on_step=advance)
+        valid_auc = {k: auc(v["label"].to_list(), meta.score_samples(model, features, v, threshold, cfg.meta,
+                                                                      order).tolist()) for k, v in valid.items()}
+        test_auc = {}
+        for k, frame in test_k.items():
+            p = meta.score_samples(model, features, frame, threshold, cfg.meta, order)
+            test_auc[k] = auc(frame["label"].to_list(), p.tolist())
+            frames.append(frame.select("sample_id", "label").with_columns(
+                order=pl.lit(order), set=pl.lit(f"new_user_k{k}"), p_yes=pl.Series(p)))
+        variants[order] = {"valid_auc": valid_auc, "valid_mean_auc": float(np.mean(list(valid_auc.values()))),
+                           "test_auc": test_auc, "final_loss": float(np.mean(losses[-20:])), "steps": len(losses)}
+        models[order] = (model, losses)
+    chosen = max(variants, key=lambda o: variants[o]["valid_mean_auc"])
+    model, losses = models[chosen]
+    save_model(model, {"order": chosen, "item_dim": features.item_x.shape[1], "user_dim": features.user_x.shape[1],
+                       "hidden": cfg.meta.hidden, "inner_lr": cfg.meta.inner_lr,
+                       "inner_steps": cfg.meta.inner_steps}, root / paths.META_MODEL)
+    plot_training([(i + 1, v) for i, v in enumerate(losses)], [], f"meta_adaptation ({chosen}): query loss",
+                  root / paths.FIGURES / "meta_adaptation_training.png", metric_name="")
+    scores = pl.concat(frames)
+    write_parquet(scores, root / paths.META_SCORES)
+    paired = {}
+    if chosen != "none" and "none" in variants:  # the kept variant vs no adaptation, on the same test samples
+        for k in ks:
+            part = scores.filter(pl.col("set") == f"new_user_k{k}")
+            a, b = (part.filter(pl.col("order") == o).select("sample_id", "label", score="p_yes") for o in (chosen,
+                                                                                                       "none"))
+            paired[k] = {"auc": auc_with_ci(a).to_dict(), "vs_none": auc_difference(a, b).to_dict()}
+    return {"orders": variants, "chosen": chosen, "tasks": {k: len(t.users) for k, t in zip(ks, tasks, strict=True)},
+            "valid_samples": valid[ks[0]].height, "test_samples": test_k[ks[0]].height,
+            "chosen_vs_none": paired}
