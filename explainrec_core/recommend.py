@@ -31,9 +31,10 @@ from explainrec_core.evaluation.generation import explain_after_answer
 from explainrec_core.evaluation.scoring import score_yes
 from explainrec_core.features.item_prompts import slotted_explain_parts, slotted_explain_prompt
 from explainrec_core.features.item_token_model import score_slotted_candidates, scoring_embedder
+from explainrec_core.knowledge import demographic, store
 from explainrec_core.models import adapters
 
-TABLES = ("interactions", "items", "item_attributes", "preference_attributions")
+TABLES = ("interactions", "items", "users", "item_attributes", "preference_attributions")
 
 
 class NoModelError(ExplainRecError):
@@ -97,14 +98,49 @@ class ServingData:
         self.interactions = pl.read_parquet(files["interactions"])
         self.items = pl.read_parquet(files["items"])
         self.preferences = pl.read_parquet(files["preference_attributions"])
+        self.users = pl.read_parquet(files["users"])
+        self._kb: store.KnowledgeBase | None = None
         self.builder = ContextBuilder(self.items, pl.read_parquet(files["item_attributes"]),
                                       cfg.samples.like_threshold, cfg.attribution.prior_strength)
 
     def rated(self, user: int) -> pl.DataFrame:
+        """The user's ratings in time order; none for a user the users table knows who has not rated yet (a new
+        user: the knowledge base speaks for them); an error for an id in neither table."""
         rated = self.interactions.filter(pl.col("user_id") == user).sort("timestamp", "item_id")
-        if rated.is_empty():
-            raise DataError(self.files["interactions"], "unknown user", column="user_id", values=[user])
+        if rated.is_empty() and not (self.users["user_id"] == user).any():
+            raise DataError(self.files["interactions"], "unknown user (not in the users table either)",
+                            column="user_id", values=[user])
         return rated
+
+    def knowledge(self, user: int, item: int) -> dict | None:
+        """What the preference knowledge base says about (user, item), eq. 5: P(like) for people like this user,
+        each group's rate and weight, and how many training-period ratings the user has; None before the
+        `preference_knowledge_base` step has run."""
+        folder = paths.resolve(paths.KNOWLEDGE_BASE, self.cfg, self.root)
+        if self._kb is None:
+            if not folder.is_dir():
+                return None
+            self._kb = store.load(folder)
+        kb = self._kb
+        # the user's groups from the users table as it is now (a user added since the KB was built has them too)
+        mine = demographic.user_groups(self.users.filter(pl.col("user_id") == user), self.cfg.knowledge.age_bands)
+        rows = pl.DataFrame({"user_id": [user], "item_id": [item]})
+        scored = demographic.score(rows, mine, kb.tables["items"], kb.manifest["weights"],
+                                   kb.manifest["global_rate"]).row(0, named=True)
+        weights = kb.manifest["weights"]
+        groups = (mine
+                  .join(kb.tables["items"].filter(pl.col("item_id") == item), on=["group_type", "group_value"])
+                  .sort("group_type"))
+        cut = kb.manifest["trained_until"]
+        rated = self.interactions.filter(pl.col("user_id") == user)
+        in_period = rated.filter((pl.col("timestamp") < cut["timestamp"]) | (
+            (pl.col("timestamp") == cut["timestamp"]) & ((pl.col("user_id") < cut["user_id"]) | (
+                (pl.col("user_id") == cut["user_id"]) & (pl.col("item_id") <= cut["item_id"])))))
+        return {"p_like": float(scored["p"]), "evidence": scored["evidence"],
+                "groups": [{"group": f"{r['group_type']}={r['group_value']}", "p": float(r["p"]),
+                            "ratings_of_item": int(r["n"]), "weight": float(weights[r["group_type"]])}
+                           for r in groups.iter_rows(named=True)],
+                "training_period_ratings": in_period.height}
 
     def context(self, user: int, item: int) -> SampleContext:
         if item not in self.builder.titles:
@@ -177,3 +213,7 @@ class Recommender:
     def profile(self, user: int, n: int = 3) -> dict[str, list[tuple[str, float]]]:
         """The user's training-period leanings (`preference_attributions`)."""
         return self.data.profile(user, n)
+
+    def knowledge(self, user: int, item: int) -> dict | None:
+        """The knowledge base's evidence for (user, item) (ServingData.knowledge)."""
+        return self.data.knowledge(user, item)

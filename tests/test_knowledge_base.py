@@ -95,14 +95,15 @@ def test_scores_fall_back_by_name_and_are_never_nan():
     weights = {"all": 0.4, "age": 0.1, "gender": 0.3, "occupation": 0.2}
     rows = pl.DataFrame({"user_id": [1, 3, 99, 1, 4], "item_id": [10, 10, 10, 999, 12]})
     out = demographic.score(rows, groups, tables.item_rates(3.0), weights, tables.global_rate)
-    assert out["evidence"].to_list() == ["age,all,gender,occupation", "all", "global rate", "global rate",
+    assert out["evidence"].to_list() == ["age,all,gender,occupation", "all", "all", "global rate",
                                          "age,all,gender,occupation"]
     assert out["p"].is_finite().all() and out["p"].is_between(0, 1).all()
     # user 4's age band (35+) never rated anything: that type has no group row and is renormalised away
     rates = tables.item_rates(3.0)
     all_10 = rates.filter((pl.col("group_type") == "all") & (pl.col("item_id") == 10))["p"][0]
     assert out["p"][1] == pytest.approx(all_10)
-    assert out["p"][2] == pytest.approx(tables.global_rate)  # a user unknown to the users table as well
+    assert out["p"][2] == pytest.approx(all_10)  # a user unknown to the users table: `all` still speaks
+    assert out["p"][3] == pytest.approx(tables.global_rate)  # an item outside the catalogue
 
 
 def test_cross_domain_correlation_is_pearson_of_leanings():

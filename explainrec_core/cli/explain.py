@@ -79,10 +79,11 @@ def explain(user: UserOption, item: Annotated[int, typer.Option("--item", help="
         with err.status("scoring and explaining"):
             r = rec.explain(user, item)
             profile = rec.profile(user)
+            knowledge = rec.knowledge(user, item)
     except ExplainRecError as exc:
         raise _fail(exc) from None
     if as_json:
-        out.print_json(json.dumps({**r.to_dict(), "profile": profile}))
+        out.print_json(json.dumps({**r.to_dict(), "profile": profile, "knowledge_base": knowledge}))
         return
     out.print(f"[bold]user {user}[/], item {item}: {escape(r.title)}")
     out.print(f"answer: [bold]{r.answer}[/]   P(Yes) = {r.p_yes:.3f}")
@@ -94,3 +95,10 @@ def explain(user: UserOption, item: Annotated[int, typer.Option("--item", help="
     dislikes = ", ".join(f"{label} ({lo:+.2f})" for label, lo in profile["dislikes"]) or "-"
     out.print(f"[dim]in the training period the user leaned toward: {escape(likes)}; away from: "
               f"{escape(dislikes)} (smoothed log-odds)[/]")
+    if knowledge is not None:
+        groups = ", ".join(f"{g['group']} {g['p']:.2f} (weight {g['weight']:.2f})" for g in knowledge["groups"])
+        n = knowledge["training_period_ratings"]
+        out.print(f"[dim]knowledge base: people like this user like it with P = {knowledge['p_like']:.2f} "
+                  f"({escape(groups) or escape(knowledge['evidence'])}); the user has {n} training-period ratings"
+                  + (" (a new user: this is what was known about them before their own ratings)" if n == 0
+                     else "") + "[/]")

@@ -100,6 +100,10 @@ def estimate(ratings: pl.DataFrame, groups_of_users: pl.DataFrame, item_attribut
 def _evidence(rows: pl.DataFrame, groups_of_users: pl.DataFrame, rates: pl.DataFrame) -> pl.DataFrame:
     """(row, group_type, p) for each row of (user_id, item_id) and each group type whose value the KB knows."""
     indexed = rows.select("user_id", "item_id").with_row_index("row")
+    # everyone is in `all`, also a user the users table did not have when the groups were listed
+    unlisted = indexed.select("user_id").unique().join(groups_of_users, on="user_id", how="anti").select(
+        "user_id", group_type=pl.lit(ALL), group_value=pl.lit(ALL))
+    groups_of_users = pl.concat([groups_of_users, unlisted.cast(groups_of_users.schema)])
     return (indexed.join(groups_of_users, on="user_id")
             .join(rates.select("group_type", "group_value", "item_id", "p", "n", "likes"),
                   on=["group_type", "group_value", "item_id"]))
@@ -108,8 +112,8 @@ def _evidence(rows: pl.DataFrame, groups_of_users: pl.DataFrame, rates: pl.DataF
 def score(rows: pl.DataFrame, groups_of_users: pl.DataFrame, rates: pl.DataFrame, weights: dict[str, float],
           global_rate: float) -> pl.DataFrame:
     """P(i | u) for each row (user_id, item_id), with `evidence`: the group types used (`all` alone for a user
-    without known demographics, a value the training period never saw is left out) or `global rate` for an item
-    outside the catalogue. Always finite."""
+    without known demographics or missing from `groups_of_users`; a value the training period never saw is left
+    out) or `global rate` for an item outside the catalogue. Always finite."""
     w = pl.DataFrame({"group_type": list(weights), "w": list(weights.values())})
     found = _evidence(rows, groups_of_users, rates).join(w, on="group_type")
     mixed = found.group_by("row").agg(p=(pl.col("w") * pl.col("p")).sum() / pl.col("w").sum(),
