@@ -164,7 +164,9 @@ def test_the_step_builds_a_gated_knowledge_base_on_real_ml100k(kb_project):
     assert len({round(curve[f"new_user_k{k}"]["auc"], 12) for k in cfg.cold_start.curve_ks}) == 1
     assert curve["new_user_k0"]["n"] > 100 and curve["new_item_unseen"]["n"] > 10
     scores = pl.read_parquet(root / paths.KNOWLEDGE_BASE_SCORES)
-    assert scores["p_yes"].is_finite().all() and set(scores["set"]) == {"valid", "test", "new_user", "new_item"}
+    assert scores["p_yes"].is_finite().all() and set(scores["set"]) == {"valid", "test", "new_user", "new_item",
+                                                                     "new_item_unseen", *(f"new_user_k{k}" for k in
+                                                                                          cfg.cold_start.curve_ks)}
     assert [r.success for r in run_gate(cfg, root, find_gate("validate_preference_knowledge_base"))] == [True]
 
 

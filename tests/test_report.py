@@ -249,3 +249,33 @@ def test_the_knowledge_base_is_paired_on_the_same_samples_and_the_true_cold_star
     assert "Table III-b: true cold start" in md and "new_user_k0: n = 80" in md
     assert "| knowledge_base | 0.700 | 0.700 | 0.700 | 0.700 | 0.700 |" in md
     assert (copy / paths.FIGURES / "cold_start_curve.png").is_file()
+
+
+def test_the_true_cold_start_sets_are_paired_with_the_baselines_scores(report, tmp_path):
+    """Baselines keep every score of a true cold-start set; the knowledge base and the meta-learned variants are
+    paired with them there (and only there: the meta rows stay out of Table I)."""
+    root, _, _ = report
+    copy = tmp_path / "curve"
+    shutil.copytree(root, copy)
+    rng = np.random.default_rng(9)
+    ids, labels = np.arange(300) + 5_000_000, rng.integers(0, 2, 300)
+    base = pl.read_parquet(copy / paths.BASELINE_SCORES)
+    extra = [pl.DataFrame({"method": m, "seed": seed, "protocol": "auc", "set": "new_user_k1", "sample_id": ids,
+                           "label": labels, "score": rng.normal(size=300) + (0.8 if m == "bpr" else 0.0) * labels})
+             for m in ("popularity", "bpr") for seed in SEEDS]
+    write_parquet(pl.concat([base.with_columns(protocol=pl.lit("auc")).select(extra[0].columns), *extra],
+                            how="vertical_relaxed"), copy / paths.BASELINE_SCORES)
+    write_parquet(pl.DataFrame({"order": ["none"] * 300 + ["second"] * 300, "set": "new_user_k1",
+                                "sample_id": np.concatenate([ids, ids]), "label": np.concatenate([labels, labels]),
+                                "p_yes": np.concatenate([rng.random(300), 0.3 + 0.4 * labels])}),
+                  copy / paths.META_SCORES)
+    upstream = json.loads((copy / "upstream.json").read_text())
+    upstream["meta_adaptation"] = {"chosen": "second", "orders": {"none": {"test_auc": {"1": 0.5}},
+                                                                  "second": {"test_auc": {"1": 1.0}}}}
+    metrics = write_report(load_config(copy / "params.yaml"), copy, upstream)
+    maml = metrics["methods"]["meta_maml_second_order"]["sets"]["new_user_k1"]
+    assert maml["auc"] == pytest.approx(1.0) and maml["best_baseline"] == "bpr" and maml["verdict_vs_best"] == "better"
+    assert metrics["methods"]["meta_no_adaptation"]["sets"]["new_user_k1"]["n"] == 300
+    md = (copy / paths.EVALUATION_MD).read_text()
+    table_one = md.split("## Table I:")[1].split("## Table II")[0]
+    assert "meta_" not in table_one and "meta_maml_second_order (kept on valid)" in md

@@ -65,7 +65,9 @@ def _baseline_rows(frame: pl.DataFrame, protocol: str) -> pl.DataFrame:
 STEP_FILES = {"rec_evaluation": (paths.REC_SCORES,), "llm_ranking": (paths.LLM_RANKING,),
               "explain_evaluation": (paths.EXPLAIN_SCORES, paths.EXPLAIN_RANKING, paths.EXPLANATIONS),
               "item_token_evaluation": (paths.ITEM_TOKEN_SCORES, paths.ITEM_TOKEN_RANKING),
-              "preference_knowledge_base": (paths.KNOWLEDGE_BASE_SCORES,)}
+              "preference_knowledge_base": (paths.KNOWLEDGE_BASE_SCORES,),
+              "meta_adaptation": (paths.META_SCORES,)}
+META_METHODS = {"none": "meta_no_adaptation", "first": "meta_maml_first_order", "second": "meta_maml_second_order"}
 
 
 def _left_out(not_run: Collection[str]) -> set[str]:
@@ -75,20 +77,24 @@ def _left_out(not_run: Collection[str]) -> set[str]:
 def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str, pl.DataFrame]]:
     """set -> method -> (sample_id, label, score[, seed]) on the samples the LLM scored; `not_run`: steps whose
     files are left out (a run that skipped a step reports the methods it has)."""
-    frames: dict[str, dict[str, pl.DataFrame]] = {s: {} for s in SETS}
     skip = _left_out(not_run)
     llm = _read_if_any(root, paths.REC_SCORES, skip)
     explain = _read_if_any(root, paths.EXPLAIN_SCORES, skip)
     item_tokens = _read_if_any(root, paths.ITEM_TOKEN_SCORES, skip)
     knowledge = _read_if_any(root, paths.KNOWLEDGE_BASE_SCORES, skip)
     baselines = _baseline_rows(pl.read_parquet(root / paths.BASELINE_SCORES), "auc")
-    for name in SETS:
-        if llm is not None:
+    meta = _read_if_any(root, paths.META_SCORES, skip)
+    # the true cold-start sets (whole sets: no LLM scores them yet) where the baselines' scores have them
+    curve = [name for name in dict.fromkeys(baselines["set"].to_list()) if name not in SETS]
+    frames: dict[str, dict[str, pl.DataFrame]] = {s: {} for s in (*SETS, *curve)}
+    for name in frames:
+        llm_set = name in SETS  # the LLMs score the test and cold-start sets, not (yet) the true cold-start ones
+        if llm is not None and llm_set:
             frames[name][LLM] = llm.filter(pl.col("set") == name).select("sample_id", "label", score="p_yes")
-        if item_tokens is not None:
+        if item_tokens is not None and llm_set:
             frames[name][ITEM_TOKENS] = item_tokens.filter(pl.col("set") == name).select("sample_id", "label",
                                                                                          score="p_yes")
-        if explain is not None:
+        if explain is not None and llm_set:
             for variant, method in VARIANT_METHODS.items():
                 part = explain.filter((pl.col("variant") == variant) & (pl.col("set") == name))
                 if part.height:
@@ -99,6 +105,9 @@ def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str,
             scored = next(iter(frames[name].values()))["sample_id"].unique().implode()
             frames[name][KNOWLEDGE_BASE] = knowledge.filter((pl.col("set") == name) & pl.col("sample_id").is_in(
                 scored)).select("sample_id", "label", score="p_yes")
+        if meta is not None and name in curve:
+            for (order,), part in meta.filter(pl.col("set") == name).group_by("order", maintain_order=True):
+                frames[name][META_METHODS[order]] = part.select("sample_id", "label", score="p_yes")
     return {name: per_set for name, per_set in frames.items() if all(f.height for f in per_set.values())}
 
 
@@ -308,7 +317,7 @@ def _meta_methods(upstream: dict[str, dict]) -> dict:
     m = upstream.get("meta_adaptation", {})
     out = {}
     for order, v in m.get("orders", {}).items():
-        name = "meta_no_adaptation" if order == "none" else f"meta_maml_{order}_order"
+        name = META_METHODS[order]
         out[name] = {f"new_user_k{k}_auc_full": value for k, value in v.get("test_auc", {}).items()}
         out[name]["kept_on_valid"] = order == m.get("chosen")
     return out
@@ -395,7 +404,8 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         return m.get(kind, {}).get(name)
 
     curve_only = {m for m, v in methods.items()  # scored on the true cold-start curve alone (meta_adaptation)
-                  if all(k.startswith(("new_user_k", "new_item_unseen")) or k == "kept_on_valid" for k in v)}
+                  if all(k.startswith(("new_user_k", "new_item_unseen")) or k in ("kept_on_valid", "sets")
+                         for k in v) and not set(v.get("sets", {})) & set(SETS)}
     listed = {m: v for m, v in methods.items() if m not in curve_only}
 
     main = [[m, _ci(on(v, "sets", "test"), "auc"), _delta(on(v, "sets", "test"), "auc"),
@@ -427,11 +437,14 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     n = metrics["sample_counts"]
     curve = metrics.get("cold_start_curve", {"sets": [], "n": {}})
     true_cold = [[m + (" (kept on valid)" if v.get("kept_on_valid") else ""),
-                  *(_fmt(v.get(f"{name}_auc_full")) for name in curve["sets"])] for m, v in methods.items()
+                  *(f"{_ci(on(v, 'sets', name), 'auc')}; {_delta(on(v, 'sets', name), 'auc')}"
+                    if on(v, "sets", name) else _fmt(v.get(f"{name}_auc_full")) for name in curve["sets"])]
+                 for m, v in methods.items()
                  if any(v.get(f"{name}_auc_full") is not None for name in curve["sets"])]
     counts = ", ".join(f"{name}: n = {curve['n'].get(name)}" for name in curve["sets"])
-    extra = [(f"Table III-b: true cold start (AUC on whole sets; new users whose history is cut to their last k "
-              f"ratings, the same samples at every k; items with no training interaction; {counts})",
+    extra = [(f"Table III-b: true cold start (AUC [95% CI]; paired difference to the best baseline of the set; whole "
+              f"sets: new users whose history is cut to their last k ratings, the same samples at every k; items "
+              f"with no training interaction; {counts})",
               ["method", *curve["sets"]], true_cold)] if true_cold else []
     return [
         (f"Table I: main results (AUC with 95% interval on the same {n['test']} test samples, and its paired "
@@ -495,7 +508,7 @@ def _figures(root: Path, metrics: dict) -> list[Path]:
     intervals: dict[str, dict] = {name: {} for name in SETS}
     for method, v in metrics["methods"].items():
         for name, f in v.get("sets", {}).items():
-            if f["auc"] is not None and f["auc_ci95"][0] is not None:
+            if name in intervals and f["auc"] is not None and f["auc_ci95"][0] is not None:
                 intervals[name][method] = (f["auc"], *f["auc_ci95"])
     highlight = next((m for m in (CHAMPION, LLM) if m in curves), None)
     figures = [plot_roc(curves, root / paths.FIGURES / "roc_test.png", highlight=highlight),

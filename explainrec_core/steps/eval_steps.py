@@ -111,6 +111,10 @@ def run_baselines(cfg: Config, root: Path) -> dict:
     # The LLM scores seeded subsets of these sets: keep every method's scores there, for like-for-like AUC and ROC.
     llm_subset = pl.read_parquet(root / paths.REC_PROMPTS).filter(pl.col("set").is_in(EVAL_SETS)).select(
         "set", "sample_id")
+    # no LLM scores the true cold-start sets yet: keep every sample's score, so the report can pair the zero-shot
+    # models with the baselines there
+    llm_subset = pl.concat([llm_subset, *(f.select(set=pl.lit(name), sample_id="sample_id")
+                                          for name, f in curve.items())])
     candidates = pl.read_parquet(root / paths.RANKING_CANDIDATES)
     expanded = expand_candidates(candidates)
     in_llm = candidates["sample_id"].is_in(

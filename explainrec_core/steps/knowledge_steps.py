@@ -32,6 +32,12 @@ def evaluation_rows(cfg: Config, root: Path) -> pl.DataFrame:
     return pl.concat([splits, cold])
 
 
+def _set_auc(scores: pl.DataFrame, name: str) -> dict:
+    part = scores.filter(pl.col("set") == name)
+    return {"auc": auc(part["label"].to_list(), part["p_yes"].to_list()), "n": part.height,
+            "evidence": dict(part["evidence"].value_counts().iter_rows())}
+
+
 def run_preference_knowledge_base(cfg: Config, root: Path) -> dict:
     samples, items = read_processed(cfg, root, "samples"), read_processed(cfg, root, "items")
     data = TrainingData.from_tables(samples, read_processed(cfg, root, "interactions"), items,
@@ -40,18 +46,18 @@ def run_preference_knowledge_base(cfg: Config, root: Path) -> dict:
     valid = samples.filter(pl.col("split") == "valid")
     kb = store.build(data, users, valid, cfg.knowledge)
     store.save(kb, paths.resolve(paths.KNOWLEDGE_BASE, cfg, root))
-    rows = evaluation_rows(cfg, root)
+    # the true cold-start sets the baselines are scored on too: P(i | u) reads no history, the same at every k
+    curve = history_cut_sets(samples, read_processed(cfg, root, "cold_start_sets"), cfg.cold_start.curve_ks)
+    rows = pl.concat([evaluation_rows(cfg, root), *(f.select(set=pl.lit(name), sample_id="sample_id",
+                                                             user_id="user_id", item_id="item_id",
+                                                             label=pl.col("label").cast(pl.Int8))
+                                                    for name, f in curve.items())], how="vertical_relaxed")
     scored = kb.score(rows)
     scores = rows.select("set", "sample_id", "label").with_columns(p_yes=scored["p"], evidence=scored["evidence"])
     write_parquet(scores, root / paths.KNOWLEDGE_BASE_SCORES)
-    evaluated = {name: {"auc": auc(part["label"].to_list(), part["p_yes"].to_list()), "n": part.height,
-                        "evidence": dict(part["evidence"].value_counts().iter_rows())}
-                 for name in SETS for part in [scores.filter(pl.col("set") == name)]}
-    # The true cold-start sets the baselines are scored on: P(i | u) reads no history, so it is the same at every k
-    curve = history_cut_sets(samples, read_processed(cfg, root, "cold_start_sets"), cfg.cold_start.curve_ks)
-    evaluated["cold_start_curve"] = {
-        name: {"auc": auc(frame["label"].to_list(), kb.score(frame)["p"].to_list()), "n": frame.height}
-        for name, frame in curve.items()}
+    evaluated = {name: _set_auc(scores, name) for name in SETS}
+    evaluated["cold_start_curve"] = {name: {"auc": v["auc"], "n": v["n"]} for name in curve
+                                     for v in [_set_auc(scores, name)]}
     manifest = {k: v for k, v in kb.manifest.items() if k != "fallbacks"}
     return {**manifest, "tables": {name: frame.height for name, frame in kb.tables.items()},
             "demographic_model": evaluated}
