@@ -328,7 +328,14 @@ def test_baselines_step_scores_each_protocol_with_its_own_fit(processed_copy):
     assert pop["fit_seconds"].to_list()[::2] == pop["fit_seconds"].to_list()[1::2]
 
     scores = pl.read_parquet(root / paths.BASELINE_SCORES)
-    assert (scores["protocol"] == "auc").all() and scores.height == 2 * 3 * llm_subset.height
+    assert (scores["protocol"] == "auc").all()
+    assert scores.filter(pl.col("set").is_in(["test", "new_user", "new_item"])).height == 2 * 3 * llm_subset.height
+    # the true cold-start sets, which no LLM scores yet, keep every sample: the zero-shot models pair with them
+    curve = summary["cold_start_curve_n"]
+    assert set(curve) == {"new_item_unseen", *(f"new_user_k{k}" for k in cfg.cold_start.curve_ks)}
+    for name, n in curve.items():
+        assert scores.filter(pl.col("set") == name).height == 2 * 3 * n
+    assert summary["cold_start_curve"]["new_user_k0"]["bpr"]["n_seeds"] == 3
     ranks = pl.read_parquet(root / paths.BASELINE_RANKING)
     assert (ranks["protocol"] == "ranking").all() and ranks.height == 2 * 3 * 150
 
