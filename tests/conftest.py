@@ -47,6 +47,7 @@ def fast_llm_params(base_dir: Path) -> dict:
                       "ranking_hyperparameters": {"bpr": {"epochs": 2}}},
         "ranking": {"max_positives": 20, "llm_positives": 2},
         "attribution": {"explain_samples": 4, "max_new_tokens": 8},
+        "meta": {"orders": ["none", "first"], "epochs": 1},
     }
 
 
