@@ -25,6 +25,7 @@ from explainrec_core import paths
 from explainrec_core.attribution.builder import ContextBuilder
 from explainrec_core.attribution.explanations import SampleContext, explanation_stance, parse_citations
 from explainrec_core.attribution.response_text import clean_response
+from explainrec_core.baselines.base import at_or_before
 from explainrec_core.config import Config
 from explainrec_core.errors import DataError, ExplainRecError
 from explainrec_core.evaluation.generation import explain_after_answer
@@ -133,9 +134,7 @@ class ServingData:
                   .sort("group_type"))
         cut = kb.manifest["trained_until"]
         rated = self.interactions.filter(pl.col("user_id") == user)
-        in_period = rated.filter((pl.col("timestamp") < cut["timestamp"]) | (
-            (pl.col("timestamp") == cut["timestamp"]) & ((pl.col("user_id") < cut["user_id"]) | (
-                (pl.col("user_id") == cut["user_id"]) & (pl.col("item_id") <= cut["item_id"])))))
+        in_period = rated.filter(at_or_before(cut["timestamp"], cut["user_id"], cut["item_id"]))
         return {"p_like": float(scored["p"]), "evidence": scored["evidence"],
                 "groups": [{"group": f"{r['group_type']}={r['group_value']}", "p": float(r["p"]),
                             "ratings_of_item": int(r["n"]), "weight": float(weights[r["group_type"]])}

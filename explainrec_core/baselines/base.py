@@ -24,6 +24,14 @@ from explainrec_core.evaluation.scoring import auc
 SAMPLE_KEY = ("timestamp", "user_id", "item_id")
 
 
+def at_or_before(timestamp: int, user: int, item: int) -> pl.Expr:
+    """Rows at or before the sample key (timestamp, user_id, item_id): the training period's cut."""
+    return (pl.col("timestamp") < timestamp) | (
+        (pl.col("timestamp") == timestamp)
+        & ((pl.col("user_id") < user) | ((pl.col("user_id") == user) & (pl.col("item_id") <= item)))
+    )
+
+
 @dataclass(frozen=True)
 class TrainingData:
     """Everything a baseline may learn from: nothing later than the last training target."""
@@ -52,11 +60,8 @@ class TrainingData:
         # (timestamp, user_id, item_id) order, so an interaction with the same timestamp may still be a validation
         # target: compare the whole key (as the cold-start sets do), not the timestamp alone.
         ts, user, item = train.sort(*SAMPLE_KEY).select(SAMPLE_KEY).row(-1)
-        at_or_before = (pl.col("timestamp") < ts) | (
-            (pl.col("timestamp") == ts)
-            & ((pl.col("user_id") < user) | ((pl.col("user_id") == user) & (pl.col("item_id") <= item)))
-        )
-        period = interactions.filter(at_or_before).select("user_id", "item_id", "rating", "timestamp")
+        period = interactions.filter(at_or_before(ts, user, item)).select("user_id", "item_id", "rating",
+                                                                           "timestamp")
         return cls(train=train, interactions=period, items=items, like_threshold=float(like_threshold),
                    item_features=item_features)
 

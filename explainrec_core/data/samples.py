@@ -175,6 +175,12 @@ def build_cold_start_sets(samples: Frame, interactions: Frame, cfg: ColdStartCon
     return _like(result, samples)
 
 
+def last_k_history(samples: pl.DataFrame, k: int) -> pl.DataFrame:
+    """The samples with their history cut to its last (most recent) k ratings; k = 0 leaves none."""
+    return samples.with_columns(pl.col("history_item_ids", "history_ratings").list.slice(
+        pl.col("history_item_ids").list.len() - k, k))
+
+
 def history_cut_sets(samples: pl.DataFrame, cold: pl.DataFrame, ks: tuple[int, ...]) -> dict[str, pl.DataFrame]:
     """True cold-start sets (samples' columns):
     - `new_user_k{k}` for each k: the new-user test samples with at least max(ks) ratings before the target, their
@@ -182,9 +188,7 @@ def history_cut_sets(samples: pl.DataFrame, cold: pl.DataFrame, ks: tuple[int, .
     - `new_item_unseen`: the new-item test samples whose item has no training-period interaction at all."""
     new_users = samples.join(cold.filter(pl.col("set") == "new_user").select("sample_id"), on="sample_id")
     eligible = new_users.filter(pl.col("history_item_ids").list.len() >= max(ks))
-    sets = {f"new_user_k{k}": eligible.with_columns(
-        pl.col("history_item_ids", "history_ratings").list.slice(pl.col("history_item_ids").list.len() - k, k))
-        for k in ks}
+    sets = {f"new_user_k{k}": last_k_history(eligible, k) for k in ks}
     unseen = cold.filter((pl.col("set") == "new_item") & (pl.col("item_train_interactions") == 0))
     sets["new_item_unseen"] = samples.join(unseen.select("sample_id"), on="sample_id")
     return sets

@@ -30,7 +30,6 @@ from torch.func import functional_call, grad, vmap
 from explainrec_core.config import MetaConfig
 
 LOCAL = "decision."  # the parameters the inner step adapts
-ORDERS = ("none", "first", "second")
 
 
 class MetaRecommender(nn.Module):

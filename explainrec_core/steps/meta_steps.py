@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from explainrec_core import paths
 from explainrec_core.baselines.base import TrainingData, one_thread
 from explainrec_core.config import Config
-from explainrec_core.data.samples import history_cut_sets
+from explainrec_core.data.samples import history_cut_sets, last_k_history
 from explainrec_core.evaluation.paired import auc_difference, auc_with_ci
 from explainrec_core.evaluation.scoring import auc
 from explainrec_core.io import write_parquet
@@ -36,11 +36,6 @@ from explainrec_core.storage.base import swap_into_place
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
-def _cut(frame: pl.DataFrame, k: int) -> pl.DataFrame:
-    return frame.with_columns(pl.col("history_item_ids", "history_ratings").list.slice(
-        pl.col("history_item_ids").list.len() - k, k))
-
-
 def validation_sets(cfg: Config, samples: pl.DataFrame, ratings: pl.DataFrame) -> dict[int, pl.DataFrame]:
     """Validation samples of new users with >= max(k) earlier ratings, cut to each k (the same samples)."""
     counts = ratings.group_by("user_id").agg(n=pl.len())
@@ -48,7 +43,7 @@ def validation_sets(cfg: Config, samples: pl.DataFrame, ratings: pl.DataFrame) -
     new = (samples.filter(pl.col("split") == "valid").join(counts, on="user_id", how="left")
            .filter((pl.col("n").fill_null(0) < cfg.cold_start.max_user_train_interactions)
                    & (pl.col("history_item_ids").list.len() >= max(ks))))
-    return {k: _cut(new, k) for k in ks}
+    return {k: last_k_history(new, k) for k in ks}
 
 
 def save_model(model: meta.MetaRecommender, settings: dict, folder: Path) -> None:
