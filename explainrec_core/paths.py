@@ -45,6 +45,9 @@ KNOWLEDGE_BASE = "${data.processed_dir}/knowledge_base"  # a folder: parquet tab
 KNOWLEDGE_BASE_SCORES = "data/scores/knowledge_base_scores.parquet"  # eq. 5's P(i | u) of every evaluated sample
 META_MODEL = "models/meta_recommender"  # eq. 6's meta-learned new-user model (safetensors + config.json)
 META_SCORES = "data/scores/meta_scores.parquet"  # every variant's P(like) on the true cold-start curve sets
+CROSS_DOMAIN_PROMPTS = "data/prompts/cross_domain_prompts.parquet"  # TALLRec prompts of the cross-domain sets
+CROSS_DOMAIN_ADAPTER = "models/cross_domain_adapter"  # the TALLRec recipe trained on the source domain only
+CROSS_DOMAIN_SCORES = "data/scores/cross_domain_scores.parquet"  # every method's scores of the held-out domain
 CHECKPOINTS = "models/checkpoints"
 FIGURES = "reports/figures"
 # The statistics files of the steps whose numbers the report reads. pipeline.py declares each as that step's metrics
@@ -69,6 +72,7 @@ STEP_METRICS = {
     "preference_knowledge_base": "reports/data/preference_knowledge_base.json",
     "baselines": "reports/baselines.json",
     "meta_adaptation": "reports/models/meta_adaptation.json",
+    "cross_domain_evaluation": "reports/cross_domain_evaluation.json",
 }
 
 

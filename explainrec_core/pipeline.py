@@ -14,21 +14,44 @@ training steps that read it and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from explainrec_core import paths
 from explainrec_core.code_graph import code_files
 from explainrec_core.config import Config
 from explainrec_core.errors import DataError, QualityGateError
 from explainrec_core.io import is_main_process, write_json
-from explainrec_core.quality.gate import CHECKS, SuiteResult
-from explainrec_core.steps import (data_steps, eval_steps, explain_evaluation_steps, explain_item_token_steps,
-                                   explain_steps, item_token_steps, knowledge_steps, llm_steps, meta_steps)
 
-StepFn = Callable[[Config, Path], dict]
+if TYPE_CHECKING:
+    from explainrec_core.quality.gate import SuiteResult
+
 resolve = paths.resolve
+GATE_MODULE = "explainrec_core.quality.gate"  # every check function (quality/gate.py CHECKS)
+
+
+@dataclass(frozen=True)
+class StepFn:
+    """A step function by name (`data_steps.run_ingest`), imported when it is called.
+
+    A DVC stage or an `explainrec run all` step is one process that runs one step: importing every step module
+    there (torch, transformers, peft, great_expectations: ~6 s on 2 cores) cost more than most steps' work, so
+    each process imports only the module of the step it runs."""
+
+    ref: str  # "<module under explainrec_core.steps>.<function>"
+
+    @property
+    def module(self) -> str:
+        return f"explainrec_core.steps.{self.ref.rsplit('.', 1)[0]}"
+
+    @property
+    def name(self) -> str:
+        return self.ref.rsplit(".", 1)[1]
+
+    def __call__(self, cfg: Config, root: Path) -> dict:
+        return getattr(importlib.import_module(self.module), self.name)(cfg, root)
 
 
 @dataclass(frozen=True)
@@ -59,7 +82,7 @@ class Step:
     def code(self) -> tuple[str, ...]:
         """Source files whose change must re-run the step (DVC deps): the module defining the step function and
         every explainrec_core module it imports, transitively."""
-        return code_files(self.fn.__module__)
+        return code_files(self.fn.module)
 
 
 @dataclass(frozen=True)
@@ -75,32 +98,33 @@ class Gate:
     @property
     def code(self) -> tuple[str, ...]:
         """The modules of its check functions and everything they import (DVC deps)."""
-        return code_files(*sorted({CHECKS[name].__module__ for name in self.checks}))
+        return code_files(GATE_MODULE)
 
 
 SOURCES = (
-    Source("raw_data", paths.RAW, "ingest", data_steps.fetch_raw),
+    Source("raw_data", paths.RAW, "ingest", StepFn("data_steps.fetch_raw")),
 )
 
 STEPS = (
-    Step("ingest", "ingest", data_steps.run_ingest, deps=("raw_data",),
+    Step("ingest", "ingest", StepFn("data_steps.run_ingest"), deps=("raw_data",),
          outs={name: paths.processed(name) for name in ("interactions", "items", "users")}, params=("data",),
          metrics="reports/data/ingest.json",
          doc="Normalise the raw files into interactions, items and users tables."),
-    Step("samples", "prepare", data_steps.run_samples, deps=("interactions",),
+    Step("samples", "prepare", StepFn("data_steps.run_samples"), deps=("interactions",),
          outs={"samples": paths.processed("samples")}, params=("samples", "split"),
          metrics="reports/data/samples.json",
          doc="History/target samples with labels, split 80/10/10 by global time order."),
-    Step("cold_start_sets", "prepare", data_steps.run_cold_start_sets, deps=("samples", "interactions"),
+    Step("cold_start_sets", "prepare", StepFn("data_steps.run_cold_start_sets"), deps=("samples", "interactions"),
          outs={"cold_start_sets": paths.processed("cold_start_sets")},
          params=("cold_start.max_user_train_interactions", "cold_start.max_item_train_interactions"),
          metrics="reports/data/cold_start.json",
          doc="Test samples of new users and new items (few training-period interactions)."),
-    Step("cross_domain_sets", "prepare", data_steps.run_cross_domain_sets, deps=("samples", "interactions", "items"),
+    Step("cross_domain_sets", "prepare", StepFn("data_steps.run_cross_domain_sets"),
+         deps=("samples", "interactions", "items"),
          outs={"cross_domain_sets": paths.processed("cross_domain_sets")},
          params=("cross_domain", "samples.history_len"), metrics="reports/data/cross_domain.json",
          doc="Zero-shot cross-domain sets: source-genre training samples, held-out-genre evaluation samples."),
-    Step("preference_knowledge_base", "knowledge", knowledge_steps.run_preference_knowledge_base,
+    Step("preference_knowledge_base", "knowledge", StepFn("knowledge_steps.run_preference_knowledge_base"),
          deps=("samples", "interactions", "items", "users", "cold_start_sets"),
          outs={"preference_knowledge_base": paths.KNOWLEDGE_BASE,
                "knowledge_base_scores": paths.KNOWLEDGE_BASE_SCORES},
@@ -109,37 +133,39 @@ STEPS = (
          doc="The preference knowledge base of the training period (eq. 4-5): demographic preferences with learned "
              "group weights, cross-domain correlations, temporal patterns; its zero-shot P(i | u) of every "
              "evaluated sample."),
-    Step("base_model", "model", llm_steps.run_base_model, deps=(),
+    Step("base_model", "model", StepFn("llm_steps.run_base_model"), deps=(),
          outs={"base_model": paths.BASE_MODEL}, params=("model",),
          metrics="reports/models/base_model.json",
          doc="The base LLM (local folder, hub name or embedded SmolLM2-135M-Instruct) and its answer tokens."),
-    Step("alpaca_data", "prepare", llm_steps.run_alpaca_data, deps=(),
+    Step("alpaca_data", "prepare", StepFn("llm_steps.run_alpaca_data"), deps=(),
          outs={"alpaca_data": paths.ALPACA_DATA}, params=("alpaca",),
          metrics="reports/data/alpaca.json",
          doc="Alpaca-format instruction data for stage 1 (user JSON, or the Self-Instruct seed tasks)."),
-    Step("alpaca_adapter", "train", llm_steps.run_alpaca_adapter, deps=("base_model", "alpaca_data"),
+    Step("alpaca_adapter", "train", StepFn("llm_steps.run_alpaca_adapter"), deps=("base_model", "alpaca_data"),
          outs={"alpaca_adapter": paths.ALPACA_ADAPTER}, params=("lora", "alpaca_training"),
          metrics="reports/models/alpaca_adapter.json",
          plots=(f"{paths.FIGURES}/alpaca_adapter_training.png",), gated=True,
          doc="Stage 1: LoRA instruction tuning on the Alpaca data."),
-    Step("rec_prompts", "prepare", llm_steps.run_rec_prompts,
+    Step("rec_prompts", "prepare", StepFn("llm_steps.run_rec_prompts"),
          deps=("samples", "items", "cold_start_sets", "base_model"),
          outs={"rec_prompts": paths.REC_PROMPTS}, params=("rec_prompts", "llm_training.cutoff"),
          metrics="reports/data/rec_prompts.json",
          doc="TALLRec prompts for the few-shot train, valid, test and cold-start sample sets."),
-    Step("rec_adapter", "train", llm_steps.run_rec_adapter, deps=("base_model", "alpaca_adapter", "rec_prompts"),
+    Step("rec_adapter", "train", StepFn("llm_steps.run_rec_adapter"),
+         deps=("base_model", "alpaca_adapter", "rec_prompts"),
          outs={"rec_adapter": paths.REC_ADAPTER}, params=("llm_training", "evaluation"),
          metrics="reports/models/rec_adapter.json",
          plots=(f"{paths.FIGURES}/rec_adapter_training.png",), gated=True,
          doc="Stage 2: recommendation tuning from the stage-1 adapter, early-stopped on validation AUC."),
-    Step("rec_evaluation", "evaluate", llm_steps.run_rec_evaluation, deps=("base_model", "rec_adapter", "rec_prompts"),
+    Step("rec_evaluation", "evaluate", StepFn("llm_steps.run_rec_evaluation"),
+         deps=("base_model", "rec_adapter", "rec_prompts"),
          outs={"rec_scores": paths.REC_SCORES}, params=("evaluation",),
          metrics="reports/rec_evaluation.json", doc="P(Yes) of the test and cold-start samples; AUC per set."),
-    Step("ranking_candidates", "prepare", eval_steps.run_ranking_candidates, deps=("samples", "interactions"),
+    Step("ranking_candidates", "prepare", StepFn("eval_steps.run_ranking_candidates"), deps=("samples", "interactions"),
          outs={"ranking_candidates": paths.RANKING_CANDIDATES}, params=("ranking",),
          metrics="reports/ranking_candidates.json",
          doc="Each liked test target with 99 seeded unrated items: the same candidates for every method."),
-    Step("baselines", "evaluate", eval_steps.run_baselines,
+    Step("baselines", "evaluate", StepFn("eval_steps.run_baselines"),
          deps=("samples", "interactions", "items", "cold_start_sets", "rec_prompts", "ranking_candidates",
                "item_features"),
          outs={"baseline_results": paths.BASELINE_RESULTS, "baseline_scores": paths.BASELINE_SCORES,
@@ -148,49 +174,49 @@ STEPS = (
          gated=True,
          doc="Popularity, BPR-MF, LightGCN, SASRec, content-based, MMGCN and LATTICE, per seed, under the LLM's "
              "protocol."),
-    Step("llm_ranking", "evaluate", eval_steps.run_llm_ranking,
+    Step("llm_ranking", "evaluate", StepFn("eval_steps.run_llm_ranking"),
          deps=("base_model", "rec_adapter", "ranking_candidates", "items"),
          outs={"llm_ranking": paths.LLM_RANKING}, params=("ranking",), metrics="reports/llm_ranking.json",
          doc="The rec adapter ranks candidate lists, computing each user's prompt prefix once (KV cache)."),
-    Step("item_attributes", "attribution", explain_steps.run_item_attributes, deps=("items", "raw_data"),
+    Step("item_attributes", "attribution", StepFn("explain_steps.run_item_attributes"), deps=("items", "raw_data"),
          outs={"item_attributes": paths.processed("item_attributes")},
          params=("attribution.imdb_attributes", "attribution.kg_roles", "attribution.min_actor_films"),
          metrics="reports/data/item_attributes.json",
          doc="Item attributes from every source: genres, era, IMDb runtime/MPAA/rating, people shared via Freebase."),
-    Step("preference_attributions", "attribution", explain_steps.run_preference_attributions,
+    Step("preference_attributions", "attribution", StepFn("explain_steps.run_preference_attributions"),
          deps=("samples", "interactions", "items", "item_attributes"),
          outs={"preference_attributions": paths.processed("preference_attributions")},
          params=("attribution.prior_strength", "samples.like_threshold"),
          metrics="reports/data/preference_attributions.json",
          doc="Per user: smoothed log-odds of each attribute in liked vs disliked training-period ratings."),
-    Step("explain_prompts", "attribution", explain_steps.run_explain_prompts,
+    Step("explain_prompts", "attribution", StepFn("explain_steps.run_explain_prompts"),
          deps=("rec_prompts", "samples", "items", "item_attributes", "base_model"),
          outs={"explain_prompts": paths.EXPLAIN_PROMPTS},
          params=("attribution.prior_strength", "attribution.reasons_per_item", "attribution.max_cited",
                  "llm_training.cutoff"),
          metrics="reports/data/explain_prompts.json",
          doc="Attribution-enhanced prompts (and plain ones for the ablation) with reference explanations."),
-    Step("explain_adapter", "train", explain_steps.run_explain_adapter,
+    Step("explain_adapter", "train", StepFn("explain_steps.run_explain_adapter"),
          deps=("base_model", "alpaca_adapter", "explain_prompts"),
          outs={"explain_adapter": paths.EXPLAIN_ADAPTER}, params=("llm_training", "attribution.loss", "evaluation"),
          metrics="reports/models/explain_adapter.json",
          plots=(f"{paths.FIGURES}/explain_adapter_training.png",), gated=True,
          doc="The attributed model: answer + explanation, joint loss with the consistency term; the champion."),
-    Step("explain_adapter_ablation", "train", explain_steps.run_explain_adapter_ablation,
+    Step("explain_adapter_ablation", "train", StepFn("explain_steps.run_explain_adapter_ablation"),
          deps=("base_model", "alpaca_adapter", "explain_prompts"),
          outs={"explain_adapter_ablation": paths.EXPLAIN_ADAPTER_ABLATION},
          params=("llm_training", "attribution.loss", "evaluation"),
          metrics="reports/models/explain_adapter_ablation.json",
          plots=(f"{paths.FIGURES}/explain_adapter_ablation_training.png",), gated=True,
          doc="Ablation: the same model and loss without preference attribution in the prompt."),
-    Step("item_features", "multimodal", item_token_steps.run_item_features,
+    Step("item_features", "multimodal", StepFn("item_token_steps.run_item_features"),
          deps=("samples", "interactions", "items", "item_attributes"),
          outs={"item_features": paths.ITEM_FEATURES},
          params=("multimodal", "baselines.hyperparameters", "baselines.seeds", "samples.like_threshold"),
          metrics=paths.STEP_METRICS["item_features"],
          doc="Per item: text (MiniLM or CLIP), image (open_clip, when weights are given), attribute and "
              "training-period collaborative vectors."),
-    Step("meta_adaptation", "knowledge", meta_steps.run_meta_adaptation,
+    Step("meta_adaptation", "knowledge", StepFn("meta_steps.run_meta_adaptation"),
          deps=("samples", "interactions", "items", "users", "item_features", "cold_start_sets"),
          outs={"meta_model": paths.META_MODEL, "meta_scores": paths.META_SCORES},
          params=("meta", "knowledge.age_bands", "cold_start", "samples.like_threshold"),
@@ -198,14 +224,14 @@ STEPS = (
          plots=(f"{paths.FIGURES}/meta_adaptation_training.png",), gated=True,
          doc="Meta-learned adaptation to new users (eq. 6, MeLU-style): no-adaptation, first- and second-order "
              "MAML trained on the same tasks, compared on validation; AUC vs k on the true cold-start sets."),
-    Step("item_token_adapter", "train", item_token_steps.run_item_token_adapter,
+    Step("item_token_adapter", "train", StepFn("item_token_steps.run_item_token_adapter"),
          deps=("base_model", "rec_adapter", "rec_prompts", "item_features", "samples", "items"),
          outs={"item_token_adapter": paths.ITEM_TOKEN_ADAPTER},
          params=("llm_training", "multimodal", "evaluation", "samples.like_threshold", "samples.history_len"),
          metrics=paths.STEP_METRICS["item_token_adapter"],
          plots=(f"{paths.FIGURES}/item_token_adapter_training.png",), gated=True,
          doc="Item tokens (CoLLM step 2): the fusion and projector trained on the rec adapter, LoRA frozen."),
-    Step("item_token_evaluation", "evaluate", item_token_steps.run_item_token_evaluation,
+    Step("item_token_evaluation", "evaluate", StepFn("item_token_steps.run_item_token_evaluation"),
          deps=("base_model", "item_token_adapter", "item_features", "rec_prompts", "ranking_candidates", "samples",
                "items"),
          outs={"item_token_scores": paths.ITEM_TOKEN_SCORES, "item_token_ranking": paths.ITEM_TOKEN_RANKING},
@@ -213,7 +239,7 @@ STEPS = (
          metrics=paths.STEP_METRICS["item_token_evaluation"],
          plots=(f"{paths.FIGURES}/item_token_modality_weights.png",),
          doc="AUC and NDCG@K with item tokens on the TALLRec recipe's samples and lists; attention per modality."),
-    Step("explain_item_token_adapter", "train", explain_item_token_steps.run_explain_item_token_adapter,
+    Step("explain_item_token_adapter", "train", StepFn("explain_item_token_steps.run_explain_item_token_adapter"),
          deps=("base_model", "explain_adapter", "explain_prompts", "item_features", "samples", "items",
                "item_attributes"),
          outs={"explain_item_token_adapter": paths.EXPLAIN_ITEM_TOKEN_ADAPTER},
@@ -222,7 +248,7 @@ STEPS = (
          plots=(f"{paths.FIGURES}/explain_item_token_adapter_training.png",), gated=True,
          doc="The champion (CoLLM step 2 on the attributed model): item tokens in the attributed prompt, the fusion "
              "trained with the answer + explanation loss, the attributed LoRA frozen."),
-    Step("explain_evaluation", "evaluate", explain_evaluation_steps.run_explain_evaluation,
+    Step("explain_evaluation", "evaluate", StepFn("explain_evaluation_steps.run_explain_evaluation"),
          deps=("base_model", "explain_adapter", "explain_adapter_ablation", "explain_item_token_adapter",
                "item_features", "explain_prompts", "ranking_candidates", "samples", "items", "item_attributes"),
          outs={"explain_scores": paths.EXPLAIN_SCORES, "explanations": paths.EXPLANATIONS,
@@ -231,9 +257,29 @@ STEPS = (
          metrics="reports/explain_evaluation.json",
          doc="The attributed model, its ablation and the champion with item tokens: AUC, NDCG@K on the LLM's "
              "candidate lists, BLEU-4, ROUGE-L, faithfulness and stance agreement."),
-    Step("evaluation_report", "evaluate", eval_steps.run_evaluation_report,
+    Step("cross_domain_prompts", "prepare", StepFn("cross_domain_steps.run_cross_domain_prompts"),
+         deps=("cross_domain_sets", "items", "base_model"),
+         outs={"cross_domain_prompts": paths.CROSS_DOMAIN_PROMPTS},
+         params=("rec_prompts", "llm_training.cutoff"), metrics="reports/data/cross_domain_prompts.json",
+         doc="TALLRec prompts of the cross-domain sets: source-domain training and validation, held-out evaluation."),
+    Step("cross_domain_adapter", "train", StepFn("cross_domain_steps.run_cross_domain_adapter"),
+         deps=("base_model", "alpaca_adapter", "cross_domain_prompts"),
+         outs={"cross_domain_adapter": paths.CROSS_DOMAIN_ADAPTER}, params=("llm_training", "evaluation"),
+         metrics="reports/models/cross_domain_adapter.json",
+         plots=(f"{paths.FIGURES}/cross_domain_adapter_training.png",), gated=True,
+         doc="The TALLRec recipe trained on the source domain only, early-stopped on source-domain validation."),
+    Step("cross_domain_evaluation", "evaluate", StepFn("cross_domain_steps.run_cross_domain_evaluation"),
+         deps=("base_model", "cross_domain_adapter", "cross_domain_prompts", "cross_domain_sets", "interactions",
+               "items", "users", "item_features"),
+         outs={"cross_domain_scores": paths.CROSS_DOMAIN_SCORES},
+         params=("baselines", "knowledge", "cross_domain", "evaluation", "samples.like_threshold"),
+         metrics=paths.STEP_METRICS["cross_domain_evaluation"],
+         doc="Zero-shot cross-domain AUC (Table III): the source-domain LLM, baselines and knowledge base on the "
+             "held-out domain."),
+    Step("evaluation_report", "evaluate", StepFn("eval_steps.run_evaluation_report"),
          deps=("rec_scores", "baseline_results", "baseline_scores", "baseline_ranking", "llm_ranking", "explain_scores",
-               "explanations", "explain_ranking", "item_token_scores", "item_token_ranking", "knowledge_base_scores"),
+               "explanations", "explain_ranking", "item_token_scores", "item_token_ranking", "knowledge_base_scores",
+               "meta_scores", "cross_domain_scores"),
          outs={"evaluation_report": paths.EVALUATION_MD, "evaluation_html": paths.EVALUATION_HTML},
          params=("baselines", "ranking"), metrics=paths.METRICS,
          plots=(f"{paths.FIGURES}/roc_test.png", f"{paths.FIGURES}/auc_by_method.png"),
@@ -241,7 +287,7 @@ STEPS = (
                         "llm_ranking", "item_attributes", "explain_prompts", "explain_adapter",
                         "explain_adapter_ablation", "explain_evaluation", "item_features", "item_token_adapter",
                         "item_token_evaluation", "explain_item_token_adapter", "preference_knowledge_base",
-                        "baselines", "meta_adaptation"),
+                        "baselines", "meta_adaptation", "cross_domain_evaluation"),
          doc="Tables shaped like the paper's, plots, and reports/metrics.json."),
 )
 
@@ -339,6 +385,8 @@ def run_step(name: str, cfg: Config, root: Path | str = ".") -> dict:
 
 
 def run_check(name: str, cfg: Config, root: Path | str = ".") -> SuiteResult:
+    from explainrec_core.quality.gate import CHECKS  # great_expectations: imported by the processes that check
+
     files = outputs(cfg, root)
     if not files[name].exists():
         raise DataError(str(files[name]), f"missing: run the step that makes `{name}` before checking it")

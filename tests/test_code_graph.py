@@ -32,11 +32,11 @@ def _loaded_by_importing(module: str) -> set[str]:
     return {Path(f).resolve().relative_to(REPO).as_posix() for f in json.loads(out.splitlines()[-1])}
 
 
-@pytest.mark.parametrize("module", sorted({s.fn.__module__ for s in pipeline.STEPS}))
+@pytest.mark.parametrize("module", sorted({s.fn.module for s in pipeline.STEPS}))
 def test_step_code_deps_include_every_module_python_loads(module):
     """Independent of the ast reading: whatever importing a step's module loads must be among its DVC deps."""
     loaded = _loaded_by_importing(module)
-    for step in (s for s in pipeline.STEPS if s.fn.__module__ == module):
+    for step in (s for s in pipeline.STEPS if s.fn.module == module):
         missing = sorted(f for f in loaded if not _covered(f, step.code))
         assert not missing, f"{step.name}: code deps miss {missing}"
 
@@ -67,7 +67,7 @@ def test_code_deps_are_sorted_files_that_exist():
     for step in pipeline.STEPS:
         assert list(step.code) == sorted(set(step.code)), step.name
         assert all((REPO / f).is_file() for f in step.code), step.name
-        assert step.fn.__module__.replace(".", "/") + ".py" in step.code
+        assert step.fn.module.replace(".", "/") + ".py" in step.code
     for gate in pipeline.GATES:
         assert "explainrec_core/quality/gate.py" in gate.code
 

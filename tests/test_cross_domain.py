@@ -29,7 +29,9 @@ def test_real_ml100k_genre_split(processed_copy):
     assert stats["source_train"]["n_samples"] == 71_495 and stats["target_eval"]["n_samples"] == 1_554
     assert stats["target_eval"]["n_users"] == 206
 
-    train, evaluation = (sets.filter(pl.col("set") == name) for name in cd.SETS)
+    train, valid, evaluation = (sets.filter(pl.col("set") == name) for name in cd.SETS)
+    assert set(valid["split"].unique()) == {"valid"} and not valid["item_id"].is_in(list(target)).any()
+    assert stats["source_valid"]["n_samples"] == valid.height > 5_000
     # No target-domain item anywhere in the training set, nor in any history.
     assert not train["item_id"].is_in(list(target)).any()
     assert not sets["history_item_ids"].explode().is_in(list(target)).any()
@@ -75,10 +77,12 @@ def test_histories_are_source_items_only_by_hand():
             for r in sets.iter_rows(named=True)}
     # user 2's train sample on item 1 has no earlier source rating: dropped. User 1's target sample (item 9,
     # train) reads source history [1]; user 2's target sample (item 8) reads [1]; item 9 is never in a history.
-    assert rows == {("target_eval", 1, 9): ([1], "train"), ("target_eval", 2, 8): ([1], "test")}
-    # Only the train split feeds source_train; items 2 and 3 are valid/test targets.
+    # User 1's valid-split source sample (item 2, t3) is source_valid with history [1] (item 3, same second, is not).
+    assert rows == {("target_eval", 1, 9): ([1], "train"), ("target_eval", 2, 8): ([1], "test"),
+                    ("source_valid", 1, 2): ([1], "valid")}
+    # Only the train split feeds source_train and only valid feeds source_valid; item 3 is a test target.
     strict = cd.build_cross_domain_sets(samples, inter, domains, 2, 2, ("valid", "test"))
-    assert strict.is_empty()  # user 2 has one source rating before item 8, fewer than 2
+    assert strict["set"].to_list() == ["source_valid"]  # user 2 has one source rating before item 8, fewer than 2
 
 
 def test_genre_domains_rejects_unknown_genres():
@@ -135,3 +139,37 @@ def test_read_user_map_names_repeated_ids(tmp_path):
     assert info.value.column == "user_id_b" and "line 2" in str(info.value) and "line 4" in str(info.value)
     path.write_text("user_id_a,user_id_b\n1,A9\n2,B7\n")
     assert cd.read_user_map(path).rows() == [("1", "A9"), ("2", "B7")]
+
+
+def test_source_domain_models_never_read_the_held_out_domain(processed_copy):
+    """Flipping every held-out-genre rating of the training period changes nothing the cross-domain baselines and
+    knowledge base learn from, nor their scores; flipping source-genre ratings does (so the check can fail)."""
+    from explainrec_core.knowledge import store
+    from explainrec_core.steps.cross_domain_steps import TARGET_EVAL, source_domain_data
+    from explainrec_core.steps.eval_steps import fit_for_protocol
+
+    write_params(processed_copy, data={"raw_dir": str(load_config(processed_copy / "params.yaml").data.raw_dir),
+                                       "processed_dir": "data/processed"},
+                 baselines={"methods": ["bpr"], "hyperparameters": {"bpr": {"epochs": 2}}})
+    cfg = load_config(processed_copy / "params.yaml")
+    run_cross_domain_sets(cfg, processed_copy)
+    folder = processed_copy / "data/processed"
+    sets = read_table(folder, "cross_domain_sets")
+    target = sets.filter(pl.col("set") == TARGET_EVAL).head(300)
+    domains = cd.genre_domains(read_table(folder, "items"), cfg.cross_domain.target_genres)
+    original = read_table(folder, "interactions")
+
+    def scores_after(flip_domain: str | None) -> tuple[list, list]:
+        flipped_items = domains.filter(pl.col("domain") == (flip_domain or ""))["item_id"].implode()
+        changed = original.with_columns(pl.when(pl.col("item_id").is_in(flipped_items))
+                                        .then(6.0 - pl.col("rating")).otherwise(pl.col("rating")).alias("rating"))
+        changed.write_parquet(folder / "interactions.parquet")
+        data = source_domain_data(cfg, processed_copy, sets)
+        model, _ = fit_for_protocol("bpr", "auc", cfg, data, seed=0)
+        kb = store.build(data, read_table(folder, "users"), sets.filter(pl.col("set") == "source_valid"),
+                         cfg.knowledge)
+        return model.score(target).tolist(), kb.score(target)["p"].to_list()
+
+    reference = scores_after(None)
+    assert scores_after("target") == reference
+    assert scores_after("source") != reference

@@ -20,14 +20,17 @@ from explainrec_core.errors import DataError
 from explainrec_core.evaluation.ranking import llm_lists
 from explainrec_core.models.adapters import CARD_JSON, WEIGHTS
 from explainrec_core.pipeline import run_step
+from explainrec_core.prompts import quote_item
 from tests.conftest import fast_llm_params, write_params
 
 LLM_STEPS = ("base_model", "alpaca_data", "alpaca_adapter", "rec_prompts", "rec_adapter", "rec_evaluation")
 EXPLAIN_STEPS = ("preference_attributions", "explain_prompts", "explain_adapter",
                  "explain_adapter_ablation", "explain_item_token_adapter")
 ITEM_TOKEN_STEPS = ("item_features", "item_token_adapter", "item_token_evaluation")
+CROSS_DOMAIN_STEPS = ("cross_domain_sets", "cross_domain_prompts", "cross_domain_adapter", "cross_domain_evaluation")
 EVAL_STEPS = ("ranking_candidates", "item_attributes", "item_features", "baselines", "llm_ranking", *EXPLAIN_STEPS,
-              "explain_evaluation", *ITEM_TOKEN_STEPS[1:], "evaluation_report")
+              "explain_evaluation", *ITEM_TOKEN_STEPS[1:], *CROSS_DOMAIN_STEPS, "evaluation_report")
+CROSS_DOMAIN_METHODS = {"tallrec_lora_cross_domain", "knowledge_base_cross_domain"}
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +89,14 @@ def test_report_and_metrics(trained):
     root, stats = trained
     metrics = json.loads((root / paths.METRICS).read_text())
     assert set(metrics["methods"]) == {"tallrec_lora", "explainrec", "explainrec_no_attribution",
-                                       "tallrec_item_tokens", "explainrec_item_tokens", "popularity", "bpr"}
+                                       "tallrec_item_tokens", "explainrec_item_tokens", "popularity", "bpr",
+                                       *CROSS_DOMAIN_METHODS}
     assert metrics["sample_counts"]["test"] == 16 and metrics["seeds"]["baselines"] == [0, 1]
     bpr = metrics["methods"]["bpr"]
     assert bpr["test_auc"]["n_seeds"] == 2 and 0 <= bpr["test_auc"]["mean"] <= 1 and bpr["ndcg@10"] is not None
     assert metrics["methods"]["tallrec_lora"]["test_auc"] == stats["rec_evaluation"]["test"]["auc"]
     # paired intervals on the real step outputs: every method on every set, NDCG@10 on the same 2 LLM lists
-    for method in metrics["methods"]:
+    for method in set(metrics["methods"]) - CROSS_DOMAIN_METHODS:
         for name in ("test", "new_user", "new_item"):
             entry = metrics["methods"][method]["sets"].get(name)
             assert entry is None if method == "explainrec_no_attribution" and name != "test" else \
@@ -337,3 +341,39 @@ def test_champion_attributed_model_with_item_tokens(trained):
              if c["a"] == "explainrec" and c["b"] == "explainrec_item_tokens"}
     assert pairs == {("test", "auc"), ("new_user", "auc"), ("new_item", "auc"), ("llm_lists", "ndcg@10")}
     assert metrics["vs_full_model"]["auc"]["explainrec"]["reference"] == "explainrec_item_tokens"
+
+
+def test_cross_domain_column(trained):
+    """Zero-shot cross-domain: the LLM trained and selected on source-genre prompts only, every method scored on the
+    held-out genres, paired on the LLM's samples in Table III."""
+    root, stats = trained
+    prompts = pl.read_parquet(root / paths.CROSS_DOMAIN_PROMPTS)
+    sizes = {name: int((prompts["set"] == name).sum()) for name in ("source_train", "source_valid", "target_eval")}
+    assert sizes == {"source_train": 8, "source_valid": 8, "target_eval": 16}
+    sets = pl.read_parquet(root / "data/processed/cross_domain_sets.parquet")
+    target_items = set(sets.filter(pl.col("set") == "target_eval")["item_id"].to_list())
+    items = pl.read_parquet(root / "data/processed/items.parquet").filter(pl.col("item_id").is_in(target_items))
+    held_out = [quote_item(r["title"], r["year"]) for r in items.iter_rows(named=True)]
+    assert any(t in p for t in held_out for p in prompts.filter(pl.col("set") == "target_eval")["prompt"])
+    for prompt in prompts.filter(pl.col("set") != "target_eval")["prompt"]:  # no held-out title in training
+        assert not any(t in prompt for t in held_out)
+    card = json.loads((root / paths.CROSS_DOMAIN_ADAPTER / CARD_JSON).read_text())
+    assert card["data"]["sets"] == ["source_train", "source_valid"] and stats["cross_domain_adapter"]["steps"] == 2
+
+    evaluation = stats["cross_domain_evaluation"]
+    assert evaluation["n"] == int((sets["set"] == "target_eval").sum()) and evaluation["n_llm"] == 16
+    scores = pl.read_parquet(root / paths.CROSS_DOMAIN_SCORES)
+    bpr = scores.filter(pl.col("method") == "bpr")
+    assert bpr.height == 2 * evaluation["n"] and bpr["score"].is_finite().all()  # two seeds, whole set
+    assert evaluation["baselines"]["bpr"]["n_seeds"] == 2
+
+    metrics = json.loads((root / paths.METRICS).read_text())
+    llm = metrics["methods"]["tallrec_lora_cross_domain"]
+    assert llm["sets"]["cross_domain"]["n"] == 16 and llm["cross_domain_auc_full"] == evaluation[
+        "tallrec_lora_cross_domain"]["auc"]
+    assert metrics["methods"]["bpr"]["sets"]["cross_domain"]["n"] == 16  # paired on the LLM's samples
+    assert metrics["sample_counts"]["cross_domain_full"] == evaluation["n"]
+    md = (root / paths.EVALUATION_MD).read_text()
+    table = md.split("## Table III: cold start")[1].split("##")[0]
+    assert "cross-domain [95% CI]" in table and "| tallrec_lora_cross_domain |" in table
+    assert "| tallrec_lora_cross_domain |" not in md.split("## Table I: main results")[1].split("##")[0]

@@ -34,8 +34,6 @@ from explainrec_core.data import ingest as ingest_mod
 from explainrec_core.data.alpaca import seed_tasks
 from explainrec_core.data.fetch import default_cache_dir
 from explainrec_core.errors import ConfigError, DataError, ExplainRecError, QualityGateError
-from explainrec_core.models.base_model import SMOLLM2_NAME, resolve_base
-from explainrec_core.quality.gate import validate_folder
 
 app = typer.Typer(help="ExplainRec: explainable LLM recommendation pipeline.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -108,6 +106,8 @@ def data_fetch(
 @model_app.command("fetch")
 def model_fetch(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Resolve the configured base model (the embedded SmolLM2 is converted once into the cache)."""
+    from explainrec_core.models.base_model import SMOLLM2_NAME, resolve_base  # torch + transformers: when used
+
     try:
         cfg = load_config(params) if params.exists() else Config()
         with _progress() as progress:
@@ -144,6 +144,8 @@ def data_validate(
     """Run the data-quality suites; exit 0 when all pass, 1 with a report of what failed."""
     try:
         cfg = load_config(params) if params.exists() else Config()
+        from explainrec_core.quality.gate import validate_folder  # great_expectations: ~2.5 s to import
+
         results = validate_folder(cfg, folder)
     except ExplainRecError as exc:
         raise _fail(exc) from None

@@ -15,6 +15,8 @@ The *bridge users* (the "user mapping" of the paper) are the users with interact
 
 `build_cross_domain_sets` makes, from the samples table (samples.py) and the interactions:
 - `source_train`: training-split samples whose target item is a source item;
+- `source_valid`: validation-split samples whose target item is a source item: where a model trained on the source
+  domain is selected (early stopping), so no choice is ever made on the target domain;
 - `target_eval`: samples of `eval_splits` whose target item is a target item (zero-shot: no target item is ever
   a training target or history item) and whose user has at least `min_source_interactions` source-domain
   interactions before it. The default eval_splits, validation and test, keep the global time cut: every
@@ -39,7 +41,7 @@ from explainrec_core.data.samples import history_gather
 from explainrec_core.errors import ConfigError, DataError
 
 SOURCE, TARGET = "source", "target"
-SETS = ("source_train", "target_eval")
+SETS = ("source_train", "source_valid", "target_eval")
 OUTPUT_COLUMNS = ("set", "sample_id", "user_id", "item_id", "rating", "label", "timestamp", "history_item_ids",
                   "history_ratings", "split")
 
@@ -71,16 +73,19 @@ def bridge_users(interactions: pl.DataFrame | pl.LazyFrame, domains: pl.DataFram
 def build_cross_domain_sets(samples: pl.DataFrame | pl.LazyFrame, interactions: pl.DataFrame | pl.LazyFrame,
                             domains: pl.DataFrame, history_len: int, min_source_interactions: int,
                             eval_splits: Sequence[str] = ("valid", "test")) -> pl.DataFrame:
-    """The `source_train` and `target_eval` sets (module docstring), one row per sample, OUTPUT_COLUMNS."""
+    """The `source_train`, `source_valid` and `target_eval` sets (module docstring), one row per sample,
+    OUTPUT_COLUMNS."""
     inter = interactions.lazy().select("user_id", "item_id", "rating", "timestamp")
     source = (inter.join(domains.lazy().filter(pl.col("domain") == SOURCE).select("item_id"), on="item_id", how="semi")
               .sort("user_id", "timestamp", "item_id").collect())
     is_source = pl.col("domain") == SOURCE
     picked = (samples.lazy().join(domains.lazy(), on="item_id", how="left")
-              .filter(((pl.col("split") == "train") & is_source)
+              .filter((pl.col("split").is_in(["train", "valid"]) & is_source)
                       | (pl.col("split").is_in(list(eval_splits)) & (pl.col("domain") == TARGET)))
               .select("sample_id", "user_id", "item_id", "rating", "label", "timestamp", "split",
-                      pl.when(is_source).then(pl.lit(SETS[0])).otherwise(pl.lit(SETS[1])).alias("set"))
+                      pl.when(~is_source).then(pl.lit(SETS[2]))
+                      .when(pl.col("split") == "train").then(pl.lit(SETS[0]))
+                      .otherwise(pl.lit(SETS[1])).alias("set"))
               .collect())
     # Where each sample sits among its user's source interactions: the number rated strictly before its second
     # (as in samples.py: ratings given in the same second as the target are not its history). Sample rows sort
@@ -100,7 +105,7 @@ def build_cross_domain_sets(samples: pl.DataFrame | pl.LazyFrame, interactions: 
     items = history_gather(source["item_id"].cast(pl.Int64).to_numpy(), history_len, pl.Int64)
     ratings = history_gather(source["rating"].cast(pl.Float64).to_numpy(), history_len, pl.Float64)
     window = pl.struct("row", "history_len")
-    needed = pl.when(pl.col("set") == SETS[1]).then(max(min_source_interactions, 1)).otherwise(1)
+    needed = pl.when(pl.col("set") == SETS[2]).then(max(min_source_interactions, 1)).otherwise(1)
     return (picked.join(before, on="sample_id").filter(pl.col("n_before") >= needed)
             .with_columns(window.map_batches(items, pl.List(pl.Int64)).alias("history_item_ids"),
                           window.map_batches(ratings, pl.List(pl.Float64)).alias("history_ratings"))

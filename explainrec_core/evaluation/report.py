@@ -34,6 +34,8 @@ ABLATION = "explainrec_no_attribution"  # the same without preference attributio
 ITEM_TOKENS = "tallrec_item_tokens"  # the TALLRec recipe's adapter + item tokens (fusion trained, LoRA frozen)
 CHAMPION = "explainrec_item_tokens"  # the attributed model + item tokens (its own fusion, attributed LoRA frozen)
 KNOWLEDGE_BASE = "knowledge_base"  # eq. 5's demographic P(i | u) alone: ExplainRec's zero-shot component, no history
+CROSS_DOMAIN = "cross_domain"  # the held-out domain's samples (Table III's cross-domain column)
+CROSS_DOMAIN_LLM = "tallrec_lora_cross_domain"  # the TALLRec recipe trained on the source domain only
 LLM_METHODS = (LLM, EXPLAINREC, ABLATION, ITEM_TOKENS, CHAMPION)  # ranked only on the LLM's candidate lists
 VARIANT_METHODS = {"attributed": EXPLAINREC, "no_attribution": ABLATION,  # explain_* files' variant -> method
                    "attributed_item_tokens": CHAMPION}
@@ -66,7 +68,8 @@ STEP_FILES = {"rec_evaluation": (paths.REC_SCORES,), "llm_ranking": (paths.LLM_R
               "explain_evaluation": (paths.EXPLAIN_SCORES, paths.EXPLAIN_RANKING, paths.EXPLANATIONS),
               "item_token_evaluation": (paths.ITEM_TOKEN_SCORES, paths.ITEM_TOKEN_RANKING),
               "preference_knowledge_base": (paths.KNOWLEDGE_BASE_SCORES,),
-              "meta_adaptation": (paths.META_SCORES,)}
+              "meta_adaptation": (paths.META_SCORES,),
+              "cross_domain_evaluation": (paths.CROSS_DOMAIN_SCORES,)}
 META_METHODS = {"none": "meta_no_adaptation", "first": "meta_maml_first_order", "second": "meta_maml_second_order"}
 
 
@@ -108,7 +111,23 @@ def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str,
         if meta is not None and name in curve:
             for (order,), part in meta.filter(pl.col("set") == name).group_by("order", maintain_order=True):
                 frames[name][META_METHODS[order]] = part.select("sample_id", "label", score="p_yes")
+    cross = _read_if_any(root, paths.CROSS_DOMAIN_SCORES, skip)
+    if cross is not None:
+        frames[CROSS_DOMAIN] = cross_domain_frames(cross)
     return {name: per_set for name, per_set in frames.items() if all(f.height for f in per_set.values())}
+
+
+def cross_domain_frames(scores: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """method -> (sample_id, label, score[, seed]) of the held-out domain, on the samples the LLM scored (when it
+    did: the others scored the whole set)."""
+    llm_ids = scores.filter(pl.col("method") == CROSS_DOMAIN_LLM)["sample_id"]
+    if llm_ids.len():
+        scores = scores.filter(pl.col("sample_id").is_in(llm_ids.implode()))
+    frames = {}
+    for (method,), part in scores.group_by("method", maintain_order=True):
+        seeded = part["seed"].null_count() == 0
+        frames[method] = part.select("sample_id", "label", "score", *(["seed"] if seeded else []))
+    return frames
 
 
 def _read_if_any(root: Path, rel: str, skip: Collection[str] = ()) -> pl.DataFrame | None:
@@ -234,6 +253,8 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         methods[LLM] = llm
     methods |= {**_explain_methods(cfg, upstream), **_item_token_method(cfg, upstream),
                 **_knowledge_base_method(upstream), **_meta_methods(upstream)}
+    for method, value in _cross_domain_full(upstream).items():
+        methods.setdefault(method, {})["cross_domain_auc_full"] = value
     # sample counts from whichever LLM evaluation ran (all score the same seeded sets)
     counted = evaluation or upstream.get("explain_evaluation", {}).get("attributed", {})
     for method in cfg.baselines.methods:
@@ -268,7 +289,9 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
                                  name: v.get("n") for name, v in upstream.get("preference_knowledge_base", {}).get(
                                      "demographic_model", {}).get("cold_start_curve", {}).items()}},
         "sample_counts": {name: counted.get(name, {}).get("n") for name in SETS}
-        | {"ranking_positives_baselines": candidates.get("positives"),
+        | {"cross_domain": upstream.get("cross_domain_evaluation", {}).get("n_llm"),
+           "cross_domain_full": upstream.get("cross_domain_evaluation", {}).get("n"),
+           "ranking_positives_baselines": candidates.get("positives"),
            "ranking_positives_llm": llm_rank.get("n") or next(
                (m["ranking"].get("lists") for m in upstream.get("explain_evaluation", {}).values()
                 if isinstance(m, dict) and "ranking" in m), None),
@@ -304,6 +327,14 @@ def _item_token_method(cfg: Config, upstream: dict[str, dict]) -> dict:
                   "inference_ms_per_sample": 1e3 / m["scoring"]["samples_per_s"],
                   "peak_memory_mb": train.get("peak_memory_mb"), "seeds": [cfg.llm_training.seed]})
     return {ITEM_TOKENS: entry}
+
+
+def _cross_domain_full(upstream: dict[str, dict]) -> dict:
+    """method -> AUC on the whole held-out domain (the LLM: on the samples it scored), from cross_domain_evaluation."""
+    m = upstream.get("cross_domain_evaluation", {})
+    out = dict(m.get("baselines", {}))
+    out.update({name: v["auc"] for name, v in m.items() if isinstance(v, dict) and "auc" in v})
+    return out
 
 
 def curve_sets(cfg: Config) -> list[str]:
@@ -406,7 +437,10 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     curve_only = {m for m, v in methods.items()  # scored on the true cold-start curve alone (meta_adaptation)
                   if all(k.startswith(("new_user_k", "new_item_unseen")) or k in ("kept_on_valid", "sets")
                          for k in v) and not set(v.get("sets", {})) & set(SETS)}
-    listed = {m: v for m, v in methods.items() if m not in curve_only}
+    cross_only = {m for m, v in methods.items()  # trained on the source domain: scored on the held-out domain alone
+                  if set(v.get("sets", {})) <= {CROSS_DOMAIN} and v.get("cross_domain_auc_full") is not None
+                  and not any(k.endswith("_auc") for k in v)}
+    listed = {m: v for m, v in methods.items() if m not in curve_only | cross_only}
 
     main = [[m, _ci(on(v, "sets", "test"), "auc"), _delta(on(v, "sets", "test"), "auc"),
              _fmt(v.get("test_auc_full")), *(_fmt(v.get(f"{x}@{k}")) for x in ("hit", "ndcg") for k in KS),
@@ -414,9 +448,10 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
              _fmt(v.get("ndcg@10") if m in LLM_METHODS else v.get("llm_subset.ndcg@10")),
              _delta(on(v, "ranking_lists", "llm_lists"), ndcg)]
             for m, v in listed.items()]
-    cold = [[m, *(cell for name in ("new_user", "new_item")
+    cold = [[m, *(cell for name in ("new_user", "new_item", CROSS_DOMAIN)
                   for cell in (_ci(on(v, "sets", name), "auc"), _delta(on(v, "sets", name), "auc"))),
-             _fmt(v.get("new_user_auc_full")), _fmt(v.get("new_item_auc_full"))] for m, v in listed.items()]
+             _fmt(v.get("new_user_auc_full")), _fmt(v.get("new_item_auc_full")), _fmt(v.get("cross_domain_auc_full"))]
+            for m, v in methods.items() if m in listed or m in cross_only]
     eff = [[m, _fmt(v.get("train_seconds")), _fmt(v.get("inference_ms_per_sample")), _fmt(v.get("peak_memory_mb"))]
            for m, v in listed.items()]
     vs_full = metrics.get("vs_full_model", {})
@@ -463,9 +498,13 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
           "BLEU-4", "ROUGE-L", "faithfulness", "stance contradicts answer", "explanations citing an attribute"],
          ablation),
         (f"Table III: cold start (AUC with 95% interval and paired difference to the best baseline; same "
-         f"{n['new_user']} new-user / {n['new_item']} new-item samples; full sets for the baselines, mean ± std)",
-         ["method", "new users [95% CI]", "Δ vs best", "new items [95% CI]", "Δ vs best", "new users (full)",
-          "new items (full)"], cold),
+         f"{n['new_user']} new-user / {n['new_item']} new-item samples; full sets for the baselines, mean ± std; "
+         f"cross-domain: zero-shot on the held-out genres, every method trained on the source genres only, "
+         f"{n.get('cross_domain')} of {n.get('cross_domain_full')} held-out samples paired, full set last; the "
+         f"in-domain models' rows have no cross-domain cell: they trained on the held-out genres)",
+         ["method", "new users [95% CI]", "Δ vs best", "new items [95% CI]", "Δ vs best",
+          "cross-domain [95% CI]", "Δ vs best", "new users (full)", "new items (full)", "cross-domain (full)"],
+         cold),
         *extra,
         ("Table IV: efficiency (training s; inference ms per sample; peak memory MB, LLM only)",
          ["method", "training time (s)", "inference (ms/sample)", "peak memory (MB)"], eff),

@@ -98,10 +98,12 @@ def item_attributes_suite(cfg: Config, item_ids: list[int]) -> list:
 def cross_domain_frame(sets: pl.DataFrame, cfg: Config) -> pd.DataFrame:
     """Cross-domain rows with derived columns: history length, label vs rating, the split each set may draw from,
     and whether a target-domain item is ever seen in training (as a source_train target or in any history)."""
-    train = sets.filter(pl.col("set") == CROSS_DOMAIN_SETS[0])
+    source_train, source_valid, target_eval = CROSS_DOMAIN_SETS
+    train = sets.filter(pl.col("set") == source_train)
     seen = pl.concat([train["item_id"], sets["history_item_ids"].explode().drop_nulls()]).unique().implode()
-    allowed = pl.when(pl.col("set") == CROSS_DOMAIN_SETS[0]).then(pl.col("split") == "train").otherwise(
-        pl.col("split").is_in(list(cfg.cross_domain.eval_splits)))
+    allowed = (pl.when(pl.col("set") == source_train).then(pl.col("split") == "train")
+               .when(pl.col("set") == source_valid).then(pl.col("split") == "valid")
+               .otherwise(pl.col("split").is_in(list(cfg.cross_domain.eval_splits))))
     return (
         sets.with_columns(
             pl.col("history_item_ids").list.len().alias("history_len"),
@@ -109,7 +111,7 @@ def cross_domain_frame(sets: pl.DataFrame, cfg: Config) -> pd.DataFrame:
             ((pl.col("rating") > cfg.samples.like_threshold).cast(pl.Int8) == pl.col("label"))
             .alias("label_matches_rating"),
             allowed.fill_null(False).alias("split_allowed_for_set"),
-            ((pl.col("set") == CROSS_DOMAIN_SETS[1]) & pl.col("item_id").is_in(seen)).alias("target_item_in_training"),
+            ((pl.col("set") == target_eval) & pl.col("item_id").is_in(seen)).alias("target_item_in_training"),
         )
         .drop("history_item_ids", "history_ratings")
         .to_pandas()

@@ -53,6 +53,13 @@ def _build_baseline(name: str, protocol: str, cfg: Config) -> Recommender:
         raise ConfigError(f"baselines.{key}.{name}: {exc}") from None
 
 
+def fit_for_protocol(method: str, protocol: str, cfg: Config, data: TrainingData,
+                     seed: int) -> tuple[Recommender, float]:
+    """One baseline fitted with its setting for `protocol`: (model, fit seconds)."""
+    model = _build_baseline(method, protocol, cfg)
+    return model, model.fit(data, seed).get("seconds")
+
+
 def _fit_per_protocol(method: str, cfg: Config, data: TrainingData, seed: int) -> dict[str, tuple[Recommender, float]]:
     """protocol -> (fitted model, fit seconds); one fit serves both protocols when their settings are equal."""
     fitted: dict[str, tuple[Recommender, float]] = {}

@@ -143,10 +143,6 @@ def run_rec_prompts(cfg: Config, root: Path) -> dict:
     items = pl.read_parquet(paths.resolve(paths.processed("items"), cfg, root))
     tokenizer = load_tokenizer(Path(_base_info(root)["path"]))
 
-    def pick(frame: pl.DataFrame, n: int) -> pl.DataFrame:
-        frame = frame.sort("sample_id")
-        return frame.sample(n=n, seed=rp.seed).sort("sample_id") if 0 < n < frame.height else frame
-
     def pick_cold(members: pl.DataFrame, test_ids: pl.Series, n: int) -> pl.DataFrame:
         """A uniform random n-subset of a cold-start set that reuses the test subset's members first: those are a
         uniform random subset already, topped up at random from the rest, so the subset stays uniform while most
@@ -155,21 +151,37 @@ def run_rec_prompts(cfg: Config, root: Path) -> dict:
             return members.sort("sample_id")
         inside = members.filter(pl.col("sample_id").is_in(test_ids.implode()))
         if inside.height >= n:
-            return pick(inside, n)
+            return pick(inside, n, rp.seed)
         rest = members.filter(~pl.col("sample_id").is_in(test_ids.implode()))
-        return pl.concat([inside, pick(rest, n - inside.height)]).sort("sample_id")
+        return pl.concat([inside, pick(rest, n - inside.height, rp.seed)]).sort("sample_id")
 
-    test_ids = pick(samples.filter(pl.col("split") == "test"), rp.test_samples)["sample_id"]
+    test_ids = pick(samples.filter(pl.col("split") == "test"), rp.test_samples, rp.seed)["sample_id"]
     chosen = {
-        "train": pick(samples.filter(pl.col("split") == "train"), rp.train_samples)["sample_id"],
-        "valid": pick(samples.filter(pl.col("split") == "valid"), rp.valid_samples)["sample_id"],
+        "train": pick(samples.filter(pl.col("split") == "train"), rp.train_samples, rp.seed)["sample_id"],
+        "valid": pick(samples.filter(pl.col("split") == "valid"), rp.valid_samples, rp.seed)["sample_id"],
         "test": test_ids,
         **{name: pick_cold(cold.filter(pl.col("set") == name), test_ids, rp.cold_start_samples)["sample_id"]
            for name in ("new_user", "new_item")},
     }
+    table, built = prompt_table(samples, chosen, items, tokenizer, cfg)
+    write_parquet(table, root / paths.REC_PROMPTS)
+    return prompt_stats(table, built, tokenizer)
+
+
+def pick(frame: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
+    """A seeded uniform n-subset of `frame` in sample_id order (all of it when n is 0 or covers it)."""
+    frame = frame.sort("sample_id")
+    return frame.sample(n=n, seed=seed).sort("sample_id") if 0 < n < frame.height else frame
+
+
+def prompt_table(rows: pl.DataFrame, chosen: dict[str, pl.Series], items: pl.DataFrame, tokenizer,
+                 cfg: Config) -> tuple[pl.DataFrame, dict]:
+    """TALLRec prompts of the chosen samples: set name -> sample ids, read from `rows` (sample_id, user_id,
+    item_id, label, history_item_ids, history_ratings). Returns (the prompts table, sample_id -> built prompt).
+    Every prompt's token budget is the same whatever its label (the longer answer's length is reserved)."""
     titles = {r["item_id"]: quote_item(r["title"], r["year"]) for r in items.iter_rows(named=True)}
     wanted = pl.concat(list(chosen.values())).unique()
-    rows = samples.filter(pl.col("sample_id").is_in(wanted.implode()))
+    rows = rows.filter(pl.col("sample_id").is_in(wanted.implode()))
     response_tokens = 1 + max(len(tokenizer(rec_response(label), add_special_tokens=False)["input_ids"])
                               for label in (0, 1))
 
@@ -194,14 +206,16 @@ def run_rec_prompts(cfg: Config, root: Path) -> dict:
         .alias("n_history_dropped"),
     ).select("set", "sample_id", "user_id", "item_id", "label", "prompt", "response", "n_history_used",
              "n_history_dropped")
-    write_parquet(table, root / paths.REC_PROMPTS)
+    return table, built
+
+
+def prompt_stats(table: pl.DataFrame, built: dict, tokenizer) -> dict:
     return {
-        "sets": {name: {"n": int((table["set"] == name).sum()),
-                        "positive_rate": round(float(table.filter(pl.col("set") == name)["label"].mean()), 4)}
-                 for name in chosen},
+        "sets": {name: {"n": part.height, "positive_rate": round(float(part["label"].mean()), 4)}
+                 for (name,), part in table.group_by("set", maintain_order=True)},
         "truncated_prompts": sum(1 for p in built.values() if p.n_history_dropped),
         "history_items_dropped": sum(p.n_history_dropped for p in built.values()),
-        "max_prompt_tokens": max(count(p.prompt) for p in built.values()),
+        "max_prompt_tokens": max(len(tokenizer(p.prompt)["input_ids"]) for p in built.values()),
     }
 
 
@@ -214,30 +228,55 @@ def _scorer(tokenizer, answer_ids: dict, prompts: list[str], labels: list[int], 
 
 
 def run_rec_adapter(cfg: Config, root: Path) -> dict:
+    return train_rec_adapter(cfg, root, "rec_adapter", paths.REC_PROMPTS, paths.REC_ADAPTER, ("train", "valid"),
+                             "Stage 2 of the TALLRec recipe: recommendation tuning from the stage-1 adapter "
+                             "(answers Yes./No.; P(Yes) from the answer-token logits).")
+
+
+def train_rec_adapter(cfg: Config, root: Path, name: str, prompts_file: str, target: str,
+                      sets: tuple[str, str], description: str) -> dict:
+    """Stage 2 of the TALLRec recipe on the prompts' `sets` = (training set, validation set): LoRA continued from
+    the stage-1 adapter, loss on the answer, early stopping on the validation set's AUC (llm_training)."""
     info, model, tokenizer = load_base(root)
-    prompts = pl.read_parquet(root / paths.REC_PROMPTS)
-    train_rows, valid_rows = (prompts.filter(pl.col("set") == s) for s in ("train", "valid"))
+    prompts = pl.read_parquet(root / prompts_file)
+    train_rows, valid_rows = (prompts.filter(pl.col("set") == s) for s in sets)
     examples, skipped = encode_all(tokenizer, zip(train_rows["prompt"], train_rows["response"], strict=True),
                                    cfg.llm_training.cutoff)
     lora_model = adapters.load_adapter(model, root / paths.ALPACA_ADAPTER, trainable=True)
     evaluate = _scorer(tokenizer, info["answer_token_ids"], valid_rows["prompt"].to_list(),
                        valid_rows["label"].to_list(), cfg.evaluation.batch_size)
-    ckpt = _checkpoint_dir(root, "rec_adapter", info, cfg.llm_training, _sha256(root / paths.REC_PROMPTS),
+    ckpt = _checkpoint_dir(root, name, info, cfg.llm_training, _sha256(root / prompts_file),
                            _sha256(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
-    result = _fit("rec_adapter", lora_model, tokenizer, examples, cfg.llm_training, ckpt, evaluate=evaluate)
-    card = {"name": "rec_adapter",
-            "description": "Stage 2 of the TALLRec recipe: recommendation tuning from the stage-1 adapter "
-                           "(answers Yes./No.; P(Yes) from the answer-token logits).",
+    result = _fit(name, lora_model, tokenizer, examples, cfg.llm_training, ckpt, evaluate=evaluate)
+    card = {"name": name, "description": description,
             "base_model": info["source"], "base_model_source": info,
-            "data": {"file": paths.REC_PROMPTS, "sha256": _sha256(root / paths.REC_PROMPTS),
+            "data": {"file": prompts_file, "sha256": _sha256(root / prompts_file), "sets": list(sets),
                      "train_examples": len(examples), "valid_samples": valid_rows.height,
                      "skipped_longer_than_cutoff": skipped},
             "lora": _as_dict(cfg.lora), "training": _as_dict(cfg.llm_training),
             "metrics": {"best_valid_auc": result.best_metric, "best_step": result.best_step,
                         "valid_auc_by_step": result.evals}}
-    summary = _finish("rec_adapter", paths.REC_ADAPTER, lora_model, result, card, root, ckpt, model)
+    summary = _finish(name, target, lora_model, result, card, root, ckpt, model)
     return {**summary, "examples": len(examples), "skipped_longer_than_cutoff": skipped,
             "valid_auc": result.best_metric}
+
+
+def score_prompts(model, tokenizer, info: dict, prompts: pl.DataFrame, batch_size: int,
+                  label: str) -> tuple[pl.DataFrame, dict]:
+    """P(Yes) of every prompt row (a sample in several sets is scored once): (set, sample_id, user_id, item_id,
+    label, p_yes) sorted by set and sample, and the scoring speed."""
+    unique = prompts.unique("sample_id").sort("sample_id")
+    start = time.perf_counter()
+    with progress_bar(unique.height, f"{label}: scoring") as advance:
+        p_yes = score_yes(model, tokenizer, unique["prompt"].to_list(), info["answer_token_ids"], batch_size,
+                          on_batch=advance)
+    seconds = time.perf_counter() - start
+    scores = prompts.select("set", "sample_id", "user_id", "item_id", "label").join(
+        unique.select("sample_id").with_columns(pl.Series("p_yes", p_yes)), on="sample_id")
+    speed = {"samples": unique.height, "seconds": round(seconds, 2),
+             "samples_per_s": round(unique.height / seconds, 3), "batch_size": batch_size,
+             "device": str(next(model.parameters()).device)}
+    return scores.sort("set", "sample_id"), speed
 
 
 def run_rec_evaluation(cfg: Config, root: Path) -> dict:
@@ -245,21 +284,12 @@ def run_rec_evaluation(cfg: Config, root: Path) -> dict:
     info, model, tokenizer = load_base(root)
     model = adapters.load_adapter(model, root / paths.REC_ADAPTER)
     prompts = pl.read_parquet(root / paths.REC_PROMPTS).filter(pl.col("set").is_in(EVAL_SETS))
-    unique = prompts.unique("sample_id").sort("sample_id")  # a sample in several sets is scored once
-    start = time.perf_counter()
-    with progress_bar(unique.height, "rec_evaluation: scoring") as advance:
-        p_yes = score_yes(model, tokenizer, unique["prompt"].to_list(), info["answer_token_ids"],
-                          cfg.evaluation.batch_size, on_batch=advance)
-    seconds = time.perf_counter() - start
-    scores = prompts.select("set", "sample_id", "user_id", "item_id", "label").join(
-        unique.select("sample_id").with_columns(pl.Series("p_yes", p_yes)), on="sample_id")
-    write_parquet(scores.sort("set", "sample_id"), root / paths.REC_SCORES)
+    scores, speed = score_prompts(model, tokenizer, info, prompts, cfg.evaluation.batch_size, "rec_evaluation")
+    write_parquet(scores, root / paths.REC_SCORES)
     metrics: dict = {}
     for name in EVAL_SETS:
         part = scores.filter(pl.col("set") == name)
         metrics[name] = {"auc": auc(part["label"].to_list(), part["p_yes"].to_list()), "n": part.height,
                          "positives": int(part["label"].sum())}
-    metrics["scoring"] = {"samples": unique.height, "seconds": round(seconds, 2),
-                          "samples_per_s": round(unique.height / seconds, 3), "batch_size": cfg.evaluation.batch_size,
-                          "device": str(next(model.parameters()).device)}
+    metrics["scoring"] = speed
     return metrics
