@@ -121,6 +121,18 @@ class KnowledgeConfig:
 
 
 @dataclass(frozen=True)
+class ChatRecConfig:
+    """The Chat-REC baseline (steps/chatrec_steps.py): the untuned instruction LLM with CF-retrieved candidates."""
+
+    candidates: int = 5
+    """Items the item-based CF model retrieves into each prompt (Chat-REC lists a handful of candidates)."""
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1:
+            raise ConfigError(f"chatrec.candidates must be >= 1, got {self.candidates}")
+
+
+@dataclass(frozen=True)
 class MetaConfig:
     """Meta-learned adaptation to new users (paper eq. 6; MeLU's split: global item/user encoders, per-user decision
     layers), explainrec_core/knowledge/meta.py."""
@@ -412,6 +424,7 @@ class Config:
     cross_domain: CrossDomainConfig = field(default_factory=CrossDomainConfig)
     knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
+    chatrec: ChatRecConfig = field(default_factory=ChatRecConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     alpaca: AlpacaDataConfig = field(default_factory=AlpacaDataConfig)

@@ -48,6 +48,7 @@ META_SCORES = "data/scores/meta_scores.parquet"  # every variant's P(like) on th
 CROSS_DOMAIN_PROMPTS = "data/prompts/cross_domain_prompts.parquet"  # TALLRec prompts of the cross-domain sets
 CROSS_DOMAIN_ADAPTER = "models/cross_domain_adapter"  # the TALLRec recipe trained on the source domain only
 CROSS_DOMAIN_SCORES = "data/scores/cross_domain_scores.parquet"  # every method's scores of the held-out domain
+CHATREC_SCORES = "data/scores/chatrec_scores.parquet"  # Chat-REC's P(Yes) on the LLM's test and cold-start samples
 CHECKPOINTS = "models/checkpoints"
 FIGURES = "reports/figures"
 # The statistics files of the steps whose numbers the report reads. pipeline.py declares each as that step's metrics
@@ -73,6 +74,7 @@ STEP_METRICS = {
     "baselines": "reports/baselines.json",
     "meta_adaptation": "reports/models/meta_adaptation.json",
     "cross_domain_evaluation": "reports/cross_domain_evaluation.json",
+    "chatrec_evaluation": "reports/chatrec_evaluation.json",
 }
 
 

@@ -276,10 +276,16 @@ STEPS = (
          metrics=paths.STEP_METRICS["cross_domain_evaluation"],
          doc="Zero-shot cross-domain AUC (Table III): the source-domain LLM, baselines and knowledge base on the "
              "held-out domain."),
+    Step("chatrec_evaluation", "evaluate", StepFn("chatrec_steps.run_chatrec_evaluation"),
+         deps=("base_model", "rec_prompts", "samples", "interactions", "items"),
+         outs={"chatrec_scores": paths.CHATREC_SCORES},
+         params=("chatrec", "evaluation", "samples.like_threshold", "samples.history_len"),
+         metrics=paths.STEP_METRICS["chatrec_evaluation"],
+         doc="Chat-REC: the untuned instruction LLM, zero-shot, with the user's history and item-CF candidates."),
     Step("evaluation_report", "evaluate", StepFn("eval_steps.run_evaluation_report"),
          deps=("rec_scores", "baseline_results", "baseline_scores", "baseline_ranking", "llm_ranking", "explain_scores",
                "explanations", "explain_ranking", "item_token_scores", "item_token_ranking", "knowledge_base_scores",
-               "meta_scores", "cross_domain_scores"),
+               "meta_scores", "cross_domain_scores", "chatrec_scores"),
          outs={"evaluation_report": paths.EVALUATION_MD, "evaluation_html": paths.EVALUATION_HTML},
          params=("baselines", "ranking"), metrics=paths.METRICS,
          plots=(f"{paths.FIGURES}/roc_test.png", f"{paths.FIGURES}/auc_by_method.png"),
@@ -287,7 +293,7 @@ STEPS = (
                         "llm_ranking", "item_attributes", "explain_prompts", "explain_adapter",
                         "explain_adapter_ablation", "explain_evaluation", "item_features", "item_token_adapter",
                         "item_token_evaluation", "explain_item_token_adapter", "preference_knowledge_base",
-                        "baselines", "meta_adaptation", "cross_domain_evaluation"),
+                        "baselines", "meta_adaptation", "cross_domain_evaluation", "chatrec_evaluation"),
          doc="Tables shaped like the paper's, plots, and reports/metrics.json."),
 )
 

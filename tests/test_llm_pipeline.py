@@ -29,7 +29,8 @@ EXPLAIN_STEPS = ("preference_attributions", "explain_prompts", "explain_adapter"
 ITEM_TOKEN_STEPS = ("item_features", "item_token_adapter", "item_token_evaluation")
 CROSS_DOMAIN_STEPS = ("cross_domain_sets", "cross_domain_prompts", "cross_domain_adapter", "cross_domain_evaluation")
 EVAL_STEPS = ("ranking_candidates", "item_attributes", "item_features", "baselines", "llm_ranking", *EXPLAIN_STEPS,
-              "explain_evaluation", *ITEM_TOKEN_STEPS[1:], *CROSS_DOMAIN_STEPS, "evaluation_report")
+              "explain_evaluation", *ITEM_TOKEN_STEPS[1:], *CROSS_DOMAIN_STEPS, "chatrec_evaluation",
+              "evaluation_report")
 CROSS_DOMAIN_METHODS = {"tallrec_lora_cross_domain", "knowledge_base_cross_domain"}
 
 
@@ -90,7 +91,7 @@ def test_report_and_metrics(trained):
     metrics = json.loads((root / paths.METRICS).read_text())
     assert set(metrics["methods"]) == {"tallrec_lora", "explainrec", "explainrec_no_attribution",
                                        "tallrec_item_tokens", "explainrec_item_tokens", "popularity", "bpr",
-                                       *CROSS_DOMAIN_METHODS}
+                                       "chat_rec", *CROSS_DOMAIN_METHODS}
     assert metrics["sample_counts"]["test"] == 16 and metrics["seeds"]["baselines"] == [0, 1]
     bpr = metrics["methods"]["bpr"]
     assert bpr["test_auc"]["n_seeds"] == 2 and 0 <= bpr["test_auc"]["mean"] <= 1 and bpr["ndcg@10"] is not None
@@ -101,7 +102,8 @@ def test_report_and_metrics(trained):
             entry = metrics["methods"][method]["sets"].get(name)
             assert entry is None if method == "explainrec_no_attribution" and name != "test" else \
                 {"auc", "auc_ci95", "best_baseline", "delta_auc_vs_best", "delta_auc_ci95"} <= set(entry)
-        assert metrics["methods"][method]["ranking_lists"]["llm_lists"]["n"] == 2
+        if method != "chat_rec":  # Chat-REC answers Yes/No about one target: it ranks no list
+            assert metrics["methods"][method]["ranking_lists"]["llm_lists"]["n"] == 2
     assert metrics["methods"]["tallrec_lora"]["sets"]["test"]["auc"] == stats["rec_evaluation"]["test"]["auc"]
     md = (root / paths.EVALUATION_MD).read_text()
     assert "Paired comparisons" in md
@@ -377,3 +379,16 @@ def test_cross_domain_column(trained):
     table = md.split("## Table III: cold start")[1].split("##")[0]
     assert "cross-domain [95% CI]" in table and "| tallrec_lora_cross_domain |" in table
     assert "| tallrec_lora_cross_domain |" not in md.split("## Table I: main results")[1].split("##")[0]
+
+
+def test_chat_rec_scores_the_llms_samples_zero_shot(trained):
+    root, stats = trained
+    chatrec = pl.read_parquet(root / paths.CHATREC_SCORES).select("set", "sample_id").sort("set", "sample_id")
+    llm = pl.read_parquet(root / paths.REC_SCORES).select("set", "sample_id").sort("set", "sample_id")
+    assert chatrec.equals(llm)  # the same seeded samples as every method: paired in the report
+    m = stats["chatrec_evaluation"]
+    assert m["candidates"] == 5 and 0 <= m["target_among_candidates"] <= 1 and m["test"]["n"] == 16
+    assert m["answer_token_ids"] == stats["base_model"]["answer_token_ids"]  # "Yes"/"No" after a newline here too
+    metrics = json.loads((root / paths.METRICS).read_text())
+    assert metrics["methods"]["chat_rec"]["sets"]["test"]["n"] == 16
+    assert metrics["methods"]["chat_rec"]["train_seconds"] == 0.0

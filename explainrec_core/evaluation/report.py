@@ -34,6 +34,7 @@ ABLATION = "explainrec_no_attribution"  # the same without preference attributio
 ITEM_TOKENS = "tallrec_item_tokens"  # the TALLRec recipe's adapter + item tokens (fusion trained, LoRA frozen)
 CHAMPION = "explainrec_item_tokens"  # the attributed model + item tokens (its own fusion, attributed LoRA frozen)
 KNOWLEDGE_BASE = "knowledge_base"  # eq. 5's demographic P(i | u) alone: ExplainRec's zero-shot component, no history
+CHATREC = "chat_rec"  # Chat-REC: the untuned instruction LLM with CF-retrieved candidates (zero-shot)
 CROSS_DOMAIN = "cross_domain"  # the held-out domain's samples (Table III's cross-domain column)
 CROSS_DOMAIN_LLM = "tallrec_lora_cross_domain"  # the TALLRec recipe trained on the source domain only
 LLM_METHODS = (LLM, EXPLAINREC, ABLATION, ITEM_TOKENS, CHAMPION)  # ranked only on the LLM's candidate lists
@@ -69,7 +70,8 @@ STEP_FILES = {"rec_evaluation": (paths.REC_SCORES,), "llm_ranking": (paths.LLM_R
               "item_token_evaluation": (paths.ITEM_TOKEN_SCORES, paths.ITEM_TOKEN_RANKING),
               "preference_knowledge_base": (paths.KNOWLEDGE_BASE_SCORES,),
               "meta_adaptation": (paths.META_SCORES,),
-              "cross_domain_evaluation": (paths.CROSS_DOMAIN_SCORES,)}
+              "cross_domain_evaluation": (paths.CROSS_DOMAIN_SCORES,),
+              "chatrec_evaluation": (paths.CHATREC_SCORES,)}
 META_METHODS = {"none": "meta_no_adaptation", "first": "meta_maml_first_order", "second": "meta_maml_second_order"}
 
 
@@ -87,6 +89,7 @@ def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str,
     knowledge = _read_if_any(root, paths.KNOWLEDGE_BASE_SCORES, skip)
     baselines = _baseline_rows(pl.read_parquet(root / paths.BASELINE_SCORES), "auc")
     meta = _read_if_any(root, paths.META_SCORES, skip)
+    chatrec = _read_if_any(root, paths.CHATREC_SCORES, skip)
     # the true cold-start sets (whole sets: no LLM scores them yet) where the baselines' scores have them
     curve = [name for name in dict.fromkeys(baselines["set"].to_list()) if name not in SETS]
     frames: dict[str, dict[str, pl.DataFrame]] = {s: {} for s in (*SETS, *curve)}
@@ -97,6 +100,8 @@ def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str,
         if item_tokens is not None and llm_set:
             frames[name][ITEM_TOKENS] = item_tokens.filter(pl.col("set") == name).select("sample_id", "label",
                                                                                          score="p_yes")
+        if chatrec is not None and llm_set:
+            frames[name][CHATREC] = chatrec.filter(pl.col("set") == name).select("sample_id", "label", score="p_yes")
         if explain is not None and llm_set:
             for variant, method in VARIANT_METHODS.items():
                 part = explain.filter((pl.col("variant") == variant) & (pl.col("set") == name))
@@ -252,7 +257,7 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
                     "seeds": [cfg.llm_training.seed], "base_model": base.get("source")})
         methods[LLM] = llm
     methods |= {**_explain_methods(cfg, upstream), **_item_token_method(cfg, upstream),
-                **_knowledge_base_method(upstream), **_meta_methods(upstream)}
+                **_knowledge_base_method(upstream), **_meta_methods(upstream), **_chatrec_method(upstream)}
     for method, value in _cross_domain_full(upstream).items():
         methods.setdefault(method, {})["cross_domain_auc_full"] = value
     # sample counts from whichever LLM evaluation ran (all score the same seeded sets)
@@ -327,6 +332,16 @@ def _item_token_method(cfg: Config, upstream: dict[str, dict]) -> dict:
                   "inference_ms_per_sample": 1e3 / m["scoring"]["samples_per_s"],
                   "peak_memory_mb": train.get("peak_memory_mb"), "seeds": [cfg.llm_training.seed]})
     return {ITEM_TOKENS: entry}
+
+
+def _chatrec_method(upstream: dict[str, dict]) -> dict:
+    """Chat-REC (zero-shot, untuned): AUC per set, speed, and how often the CF candidates held the target."""
+    m = upstream.get("chatrec_evaluation")
+    if not m:
+        return {}
+    return {CHATREC: {**{f"{name}_auc": m[name]["auc"] for name in SETS if name in m}, "train_seconds": 0.0,
+                      "inference_ms_per_sample": 1e3 / m["scoring"]["samples_per_s"],
+                      "target_among_candidates": m.get("target_among_candidates"), "base_model": m.get("base_model")}}
 
 
 def _cross_domain_full(upstream: dict[str, dict]) -> dict:
