@@ -374,6 +374,7 @@ def test_cross_domain_column(trained):
     assert llm["sets"]["cross_domain"]["n"] == 16 and llm["cross_domain_auc_full"] == evaluation[
         "tallrec_lora_cross_domain"]["auc"]
     assert metrics["methods"]["bpr"]["sets"]["cross_domain"]["n"] == 16  # paired on the LLM's samples
+    assert metrics["methods"]["bpr"]["cross_domain_auc_full"] == evaluation["baselines"]["bpr"]  # whole set
     assert metrics["sample_counts"]["cross_domain_full"] == evaluation["n"]
     md = (root / paths.EVALUATION_MD).read_text()
     table = md.split("## Table III: cold start")[1].split("##")[0]

@@ -258,8 +258,6 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         methods[LLM] = llm
     methods |= {**_explain_methods(cfg, upstream), **_item_token_method(cfg, upstream),
                 **_knowledge_base_method(upstream), **_meta_methods(upstream), **_chatrec_method(upstream)}
-    for method, value in _cross_domain_full(upstream).items():
-        methods.setdefault(method, {})["cross_domain_auc_full"] = value
     # sample counts from whichever LLM evaluation ran (all score the same seeded sets)
     counted = evaluation or upstream.get("explain_evaluation", {}).get("attributed", {})
     for method in cfg.baselines.methods:
@@ -279,10 +277,15 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         entry["inference_ms_per_sample"] = mean_std(auc_rows, "ms_per_sample")
         entry["seeds"] = sorted(set(rows["seed"].to_list()))
         methods[method] = entry
+    for method, value in _cross_domain_full(upstream).items():
+        methods.setdefault(method, {})["cross_domain_auc_full"] = value
     not_run = [name for name in STEP_FILES if not upstream.get(name)]
     paired, comparisons = paired_comparisons(root, set(cfg.baselines.methods), not_run)
     for method, fields in paired["methods"].items():
         methods.setdefault(method, {}).update(fields)
+    # a run without an LLM step: the sizes of the sets the methods were paired on
+    paired_n = {name: next((v["sets"][name]["n"] for v in paired["methods"].values() if name in v.get("sets", {})),
+                           None) for name in SETS}
     return {
         "dataset": cfg.data.format,
         "split": f"global time order {cfg.split.train:.0%}/{cfg.split.valid:.0%}/rest; label = rating > "
@@ -293,7 +296,7 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
                              "n": upstream.get("baselines", {}).get("cold_start_curve_n") or {
                                  name: v.get("n") for name, v in upstream.get("preference_knowledge_base", {}).get(
                                      "demographic_model", {}).get("cold_start_curve", {}).items()}},
-        "sample_counts": {name: counted.get(name, {}).get("n") for name in SETS}
+        "sample_counts": {name: counted.get(name, {}).get("n") or paired_n[name] for name in SETS}
         | {"cross_domain": upstream.get("cross_domain_evaluation", {}).get("n_llm"),
            "cross_domain_full": upstream.get("cross_domain_evaluation", {}).get("n"),
            "ranking_positives_baselines": candidates.get("positives"),
