@@ -74,8 +74,31 @@ class ColdStartConfig:
 
 
 @dataclass(frozen=True)
+class SecondDatasetConfig:
+    """Two-dataset mode (data/cross_domain.py `combine_domains`): a second dataset whose users overlap the first's
+    through a user-id mapping file. The first dataset's items are the source domain, the second's the held-out target
+    domain; `ingest` writes the two as one set of tables with a `domain` column ("a" / "b")."""
+
+    format: str = ""
+    """The second dataset's raw format (as `data.format`); empty = one dataset, split by genre."""
+    raw_dir: str = ""
+    """Its raw folder, relative to the project root."""
+    user_map: str = ""
+    """CSV with the header `user_id_a,user_id_b`: which user of the first dataset is which user of the second."""
+    key_a: str = "user_id"
+    """The users-table column of the first dataset that the map's `user_id_a` values refer to."""
+    key_b: str = "user_id"
+    """... of the second dataset (e.g. `reviewer_id`: Amazon's original ids)."""
+
+    def __post_init__(self) -> None:
+        if self.format and not (self.raw_dir and self.user_map):
+            raise ConfigError("cross_domain.second_dataset: a format needs raw_dir and user_map too")
+
+
+@dataclass(frozen=True)
 class CrossDomainConfig:
-    """Zero-shot cross-domain sets from a genre split of one dataset (explainrec_core/data/cross_domain.py)."""
+    """Zero-shot cross-domain sets from a genre split of one dataset, or from two datasets with shared users
+    (explainrec_core/data/cross_domain.py)."""
 
     target_genres: tuple[str, ...] = ("Animation", "Children's", "Fantasy")
     """Held-out target domain: items with any of these genres (ML-100K: 137 items); all others are the source."""
@@ -84,6 +107,8 @@ class CrossDomainConfig:
     eval_splits: tuple[str, ...] = ("valid", "test")
     """Splits whose target-domain samples are evaluated; adding "train" uses every target rating, but the
     source training set then contains those users' later ratings."""
+    second_dataset: SecondDatasetConfig = field(default_factory=SecondDatasetConfig)
+    """Two-dataset mode; target_genres is then unused."""
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.eval_splits) - {"train", "valid", "test"})

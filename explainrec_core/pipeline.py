@@ -107,7 +107,8 @@ SOURCES = (
 
 STEPS = (
     Step("ingest", "ingest", StepFn("data_steps.run_ingest"), deps=("raw_data",),
-         outs={name: paths.processed(name) for name in ("interactions", "items", "users")}, params=("data",),
+         outs={name: paths.processed(name) for name in ("interactions", "items", "users")},
+         params=("data", "cross_domain.second_dataset"),
          metrics="reports/data/ingest.json",
          doc="Normalise the raw files into interactions, items and users tables."),
     Step("samples", "prepare", StepFn("data_steps.run_samples"), deps=("interactions",),

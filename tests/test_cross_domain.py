@@ -173,3 +173,45 @@ def test_source_domain_models_never_read_the_held_out_domain(processed_copy):
     reference = scores_after(None)
     assert scores_after("target") == reference
     assert scores_after("source") != reference
+
+
+def test_two_dataset_mode_from_params(tmp_path, ml25m_raw):
+    """`cross_domain.second_dataset`: ingest combines two datasets through the user map, and the cross-domain sets
+    hold out the second dataset's items (no genre split)."""
+    from explainrec_core.steps.data_steps import run_ingest, run_samples
+
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "movies.csv").write_text("movieId,title,genres\n10,Heat (1995),Action|Crime\n"
+                                       "11,Ronin (1998),Action\n", encoding="utf-8")
+    # user 7 of the second dataset is user 1 of the first; user 8 is nobody there
+    (second / "ratings.csv").write_text("userId,movieId,rating,timestamp\n7,10,5.0,1500000000\n"
+                                        "7,11,2.0,1500000100\n8,10,4.0,1500000200\n", encoding="utf-8")
+    (tmp_path / "users.csv").write_text("user_id_a,user_id_b\n1,7\n", encoding="utf-8")
+    write_params(tmp_path, data={"format": "ml-25m", "raw_dir": str(ml25m_raw)},
+                 samples={"min_history": 1},
+                 cross_domain={"min_source_interactions": 1, "eval_splits": ["train", "valid", "test"],
+                               "second_dataset": {"format": "ml-25m", "raw_dir": "second", "user_map": "users.csv",
+                                                  "key_a": "user_id", "key_b": "user_id"}})
+    cfg = load_config(tmp_path / "params.yaml")
+    stats = run_ingest(cfg, tmp_path)
+    assert stats["mapped_users"] == 1 and stats["domains"] == {"a": "ml-25m", "b": "ml-25m"}
+    folder = tmp_path / "data/processed"
+    items = read_table(folder, "items")
+    b_items = set(items.filter(pl.col("domain") == "b")["item_id"].to_list())
+    assert b_items == {17, 18}  # the first dataset's largest item id is 6: 10 + 7, 11 + 7
+    inter = read_table(folder, "interactions")
+    assert inter.filter(pl.col("domain") == "b").select("user_id", "item_id").rows() == [(1, 17), (1, 18), (4, 17)]
+    run_samples(cfg, tmp_path)
+    run_cross_domain_sets(cfg, tmp_path)
+    sets = read_table(folder, "cross_domain_sets")
+    held_out = sets.filter(pl.col("set") == "target_eval")
+    # user 1 rated first-dataset films before the second dataset's: both of theirs are evaluated, zero-shot
+    assert held_out.select("user_id", "item_id").sort("item_id").rows() == [(1, 17), (1, 18)]
+    assert not sets["history_item_ids"].explode().is_in(list(b_items)).any()
+    assert not sets.filter(pl.col("set") != "target_eval")["item_id"].is_in(list(b_items)).any()
+
+
+def test_two_dataset_mode_needs_the_map(tmp_path):
+    with pytest.raises(ConfigError, match="needs raw_dir and user_map"):
+        load_config(write_params(tmp_path, cross_domain={"second_dataset": {"format": "ml-25m"}}))

@@ -61,6 +61,14 @@ def genre_domains(items: pl.DataFrame, target_genres: Sequence[str], items_file:
     return items.select("item_id", pl.when(is_target).then(pl.lit(TARGET)).otherwise(pl.lit(SOURCE)).alias("domain"))
 
 
+def item_domains(items: pl.DataFrame, target_genres: Sequence[str], items_file: str = "items") -> pl.DataFrame:
+    """item_id -> domain: the datasets' own domains when the items come from two datasets (`combine_domains`: "a" is
+    the source, "b" the target), else the genre split (`genre_domains`)."""
+    if "domain" in items.columns and set(items["domain"].drop_nulls().unique()) <= {"a", "b"}:
+        return items.select("item_id", pl.col("domain").replace_strict({"a": SOURCE, "b": TARGET}))
+    return genre_domains(items, target_genres, items_file)
+
+
 def bridge_users(interactions: pl.DataFrame | pl.LazyFrame, domains: pl.DataFrame) -> pl.DataFrame:
     """Users with interactions in both domains, with their interaction counts per domain."""
     return (interactions.lazy().select("user_id", "item_id").join(domains.lazy(), on="item_id")

@@ -56,7 +56,11 @@ def ingest(fmt: str, raw_dir: str | Path, out_dir: str | Path, *, bad_lines: Bad
     Readers that drop or fill in data (amazon-*: skipped lines, duplicates, items without metadata) add their
     counts (`read_stats`) to the statistics.
     """
-    tables = read_tables(fmt, raw_dir, bad_lines=bad_lines)
+    return write_tables(read_tables(fmt, raw_dir, bad_lines=bad_lines), out_dir)
+
+
+def write_tables(tables: Tables, out_dir: str | Path) -> dict:
+    """The three tables, each written atomically; returns their statistics (and the reader's counts, if any)."""
     for name in TABLES:
         write_parquet(getattr(tables, name), table_path(out_dir, name))
     return {**table_stats(tables), **getattr(tables, "read_stats", {})}

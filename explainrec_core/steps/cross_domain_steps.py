@@ -28,7 +28,7 @@ from explainrec_core import paths
 from explainrec_core.baselines.base import TrainingData
 from explainrec_core.baselines.registry import USES_ITEM_FEATURES
 from explainrec_core.config import Config
-from explainrec_core.data.cross_domain import SETS, genre_domains
+from explainrec_core.data.cross_domain import SETS, item_domains
 from explainrec_core.evaluation.report import mean_std
 from explainrec_core.evaluation.scoring import auc
 from explainrec_core.io import write_parquet
@@ -69,7 +69,7 @@ def run_cross_domain_adapter(cfg: Config, root: Path) -> dict:
 def source_domain_data(cfg: Config, root: Path, sets: pl.DataFrame) -> TrainingData:
     """The training period restricted to source-domain interactions, with source_train as the training samples."""
     items = read_processed(cfg, root, "items")
-    domains = genre_domains(items, cfg.cross_domain.target_genres)
+    domains = item_domains(items, cfg.cross_domain.target_genres)
     source_items = domains.filter(pl.col("domain") == "source").select("item_id")
     interactions = read_processed(cfg, root, "interactions").join(source_items, on="item_id", how="semi")
     features = (pl.read_parquet(paths.resolve(paths.ITEM_FEATURES, cfg, root))

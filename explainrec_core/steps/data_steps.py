@@ -40,8 +40,19 @@ def fetch_raw(cfg: Config, root: Path) -> dict:
 
 
 def run_ingest(cfg: Config, root: Path) -> dict:
-    return ingest.ingest(cfg.data.format, local_raw_dir(cfg, root),
-                         paths.resolve(paths.PROCESSED, cfg, root), bad_lines=cfg.data.bad_lines)
+    second = cfg.cross_domain.second_dataset
+    if not second.format:
+        return ingest.ingest(cfg.data.format, local_raw_dir(cfg, root),
+                             paths.resolve(paths.PROCESSED, cfg, root), bad_lines=cfg.data.bad_lines)
+    # two-dataset mode: both datasets as one set of tables, items and interactions keeping their `domain`
+    first = ingest.read_tables(cfg.data.format, local_raw_dir(cfg, root), bad_lines=cfg.data.bad_lines)
+    other = ingest.read_tables(second.format, root / second.raw_dir, bad_lines=cfg.data.bad_lines)
+    user_map = cross_domain.read_user_map(root / second.user_map)
+    tables = cross_domain.combine_domains(first, other, user_map, key_a=second.key_a, key_b=second.key_b,
+                                          map_file=str(root / second.user_map))
+    stats = ingest.write_tables(tables, paths.resolve(paths.PROCESSED, cfg, root))
+    bridge = int((tables.users["domain"] == "both").sum())
+    return {**stats, "domains": {"a": cfg.data.format, "b": second.format}, "mapped_users": bridge}
 
 
 def sink_parquet(query: pl.LazyFrame, target: Path) -> Path:
@@ -78,7 +89,7 @@ def run_cross_domain_sets(cfg: Config, root: Path) -> dict:
     items_file = paths.resolve(paths.processed("items"), cfg, root)
     interactions = pl.read_parquet(paths.resolve(paths.processed("interactions"), cfg, root))
     settings = cfg.cross_domain
-    domains = cross_domain.genre_domains(pl.read_parquet(items_file), settings.target_genres, str(items_file))
+    domains = cross_domain.item_domains(pl.read_parquet(items_file), settings.target_genres, str(items_file))
     table = cross_domain.build_cross_domain_sets(
         pl.scan_parquet(paths.resolve(paths.processed("samples"), cfg, root)), interactions, domains,
         cfg.samples.history_len, settings.min_source_interactions, settings.eval_splits)
