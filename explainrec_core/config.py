@@ -325,11 +325,24 @@ class LossWeightsConfig:
     consistency_max_tokens: int = 24
     """At most this many explanation tokens are generated (generation also stops at the end of the first
     sentence): generation is the costly part of the term on a CPU."""
+    weighting: str = "fixed"
+    """How the terms are summed (paper eq. 10-11; training/task_weights.py): `fixed` (the weights above),
+    `uncertainty` (learned per-task log-variances, torchjd UW) or `dwa` (dynamic weight average, torchjd DWA). The
+    adaptive schemes use the weights above only to choose which terms are on (weight > 0)."""
+    dwa_window: int = 4
+    """dwa: optimizer steps per window; a task's rate is the ratio of its mean losses over the two last windows."""
+    dwa_temperature: float = 2.0
+    weighting_lr: float = 0.01
+    """uncertainty: the log-variances' learning rate (the LoRA rate, 1e-4, would barely move them in a run of tens
+    of steps)."""
 
     def __post_init__(self) -> None:
         if self.consistency_every < 1 or self.consistency_max_tokens < 2:
             raise ConfigError(f"attribution.loss: need consistency_every >= 1 (got {self.consistency_every}) and "
                               f"consistency_max_tokens >= 2 (got {self.consistency_max_tokens})")
+        if self.weighting not in ("fixed", "uncertainty", "dwa") or self.dwa_window < 1 or self.dwa_temperature <= 0:
+            raise ConfigError(f"attribution.loss: weighting among fixed/uncertainty/dwa (got {self.weighting!r}), "
+                              f"dwa_window >= 1 (got {self.dwa_window}), dwa_temperature > 0")
 
 
 @dataclass(frozen=True)

@@ -100,3 +100,14 @@ def plot_cold_start_curve(curves: dict[str, dict[int, float | None]], target: Pa
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, target)
+
+
+def plot_task_weights(history: list[tuple[int, dict[str, float]]], title: str, target: Path) -> Path:
+    """Each task's effective weight on its loss at every optimizer step (training/task_weights.py)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    for task in history[0][1] if history else ():
+        ax.plot([s for s, _ in history], [w[task] for _, w in history], marker=".", label=task)
+    ax.set(xlabel="optimizer step", ylabel="weight", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, target)

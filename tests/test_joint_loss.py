@@ -227,3 +227,36 @@ def test_bleu_and_rouge():
     assert strip_answer("Yes. It is.") == "It is." and strip_answer("Yesterday. X") == "Yesterday. X"
     scores = explanation_scores(["Yes. It is a Crime movie."], ["No. It is a Crime movie."])
     assert scores["bleu4"] == pytest.approx(1.0) and scores["rouge_l"] == pytest.approx(1.0)
+
+
+def test_uncertainty_weighting_trains_its_log_variances_with_the_model_and_resumes(tiny_llm_dir, tokenizer,
+                                                                                    tmp_path):
+    """The engine puts the weighting's log-variances in its optimizer (their own rate) and the checkpoint keeps them:
+    a run stopped after 3 steps and resumed ends with the same weights as one run straight through."""
+    from explainrec_core.config import TrainConfig
+    from explainrec_core.training.engine import train
+
+    weights = LossWeightsConfig(classification=1.0, explanation=0.5, consistency=0.0, weighting="uncertainty",
+                                weighting_lr=0.1)
+    cfg = TrainConfig(lr=1e-3, epochs=6, batch_size=3, checkpoint_every=1, seed=0)
+
+    def run(folder, on_step=None):
+        model = load_causal_lm(tiny_llm_dir)
+        model.requires_grad_(True)
+        loss_fn = make_joint_loss(weights, tokenizer, ANSWERS)
+        train(model, _examples(tokenizer), cfg, pad_token_id=tokenizer.pad_token_id, checkpoint_dir=folder,
+              loss_fn=loss_fn, on_step=on_step)
+        return loss_fn.weighting
+
+    def crash_at_4(step, loss):
+        if step == 4:
+            raise RuntimeError("simulated crash")
+
+    straight = run(tmp_path / "a")
+    assert [w for _, w in straight.history][0] == {"classification": 0.5, "explanation": 0.5}
+    assert straight.history[-1][1] != straight.history[0][1]  # the log-variances moved
+    assert len(straight.history) == 6
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path / "b", on_step=crash_at_4)
+    resumed = run(tmp_path / "b")
+    assert resumed.history == straight.history

@@ -126,6 +126,10 @@ def test_attributed_model_and_its_ablation(trained):
         assert stats[name]["steps"] == 2 and 0 <= stats[name]["valid_auc"] <= 1
         card = json.loads((root / getattr(paths, name.upper()) / CARD_JSON).read_text())
         assert card["loss_weights"]["consistency"] > 0
+        # the task weights at every optimizer step (fixed here: the hand-set ones), plotted
+        assert stats[name]["task_weighting"] == "fixed" and stats[name]["task_weights"] == [
+            [s, {"classification": 1.0, "explanation": 0.5, "consistency": 0.1}] for s in (0, 1)]
+        assert (root / stats[name]["task_weights_plot"]).stat().st_size > 5000
     assert card["prompt_column"] == "prompt_plain"
     assert _digest(root / paths.EXPLAIN_ADAPTER / WEIGHTS) != _digest(root / paths.EXPLAIN_ADAPTER_ABLATION / WEIGHTS)
     evaluation = stats["explain_evaluation"]

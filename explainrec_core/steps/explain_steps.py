@@ -24,6 +24,7 @@ from explainrec_core.config import Config
 from explainrec_core.io import write_parquet
 from explainrec_core.models import adapters
 from explainrec_core.models.base_model import cache_dir, load_tokenizer
+from explainrec_core.plots import plot_task_weights
 from explainrec_core.steps.data_steps import local_raw_dir, read_processed
 from explainrec_core.steps.llm_steps import (
     _as_dict,
@@ -158,8 +159,13 @@ def _train_variant(cfg: Config, root: Path, variant: str) -> dict:
             "metrics": {"best_valid_auc": result.best_metric, "best_step": result.best_step,
                         "valid_auc_by_step": result.evals}}
     summary = _finish(name, target, lora_model, result, card, root, ckpt, model)
+    history = loss_fn.weighting.history
+    plot = plot_task_weights(history, f"{name}: task weights ({cfg.attribution.loss.weighting})",
+                             root / paths.FIGURES / f"{name}_task_weights.png")
     return {**summary, "examples": len(examples), "skipped_longer_than_cutoff": skipped,
-            "valid_auc": result.best_metric, "own_explanations_generated": loss_fn.generated}
+            "valid_auc": result.best_metric, "own_explanations_generated": loss_fn.generated,
+            "task_weighting": cfg.attribution.loss.weighting, "task_weights": [[s, w] for s, w in history],
+            "task_weights_plot": str(plot.relative_to(root))}
 
 
 def run_explain_adapter(cfg: Config, root: Path) -> dict:

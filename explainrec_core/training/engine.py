@@ -124,7 +124,14 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
         raise ValueError("the model has no trainable parameters (expected a peft model with LoRA adapters)")
     for p in params.values():
         p.data = p.data.float()
-    optimizer = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # a loss with parameters of its own (uncertainty weighting's log-variances) trains them too, in the optimizer
+    # groups it gives (their own rate, no weight decay)
+    extra = loss_fn.param_groups() if hasattr(loss_fn, "param_groups") else []
+    for group in extra:
+        for p in group["params"]:
+            p.data = p.data.to(accelerator.device)
+    optimizer = torch.optim.AdamW([{"params": list(params.values())}, *extra], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
     wrapped, optimizer = accelerator.prepare(model, optimizer)
 
     n_micro = math.ceil(len(examples) / cfg.batch_size)

@@ -42,6 +42,7 @@ from explainrec_core.config import LossWeightsConfig
 from explainrec_core.evaluation.prefix_scoring import _cache_argument, _key_values, _output_cache
 from explainrec_core.evaluation.scoring import left_pad
 from explainrec_core.training.engine import Example
+from explainrec_core.training.task_weights import TaskWeighting
 
 SENTENCE_END = (".", "!", "?")
 
@@ -182,6 +183,16 @@ class JointLoss:
         self.own: dict[str, tuple[int, int, list[int]]] = {}  # prompt key -> (step made, predicted answer, ê)
         self.generated = 0  # explanations generated so far (for cost reports and tests)
         self.last_terms: dict[str, float] = {}
+        fixed = {"classification": weights.classification, "explanation": weights.explanation,
+                 "consistency": weights.consistency}
+        tasks = [t for t, w in fixed.items() if w > 0 or t == "classification"]
+        self.weighting = TaskWeighting(tasks, fixed, weights.weighting, weights.dwa_window, weights.dwa_temperature)
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer groups for the weighting's own parameters (uncertainty weighting's log-variances), trained with
+        the model at `weighting_lr` and without weight decay (it would pull every task's weight together)."""
+        params = self.weighting.trainable_parameters()
+        return [{"params": params, "lr": self.weights.weighting_lr, "weight_decay": 0.0}] if params else []
 
     @staticmethod
     def _key(example: Example) -> str:
@@ -206,17 +217,18 @@ class JointLoss:
         own = self.own_for(model, examples, pad_token_id, step) if w.consistency > 0 else None
         terms = joint_terms(model, examples, pad_token_id, device, self.yes_id, self.no_id, own)
         self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
-        total = w.classification * terms["classification"] + w.explanation * terms["explanation"]
-        if own is not None:
-            total = total + w.consistency * terms["consistency"]
-        return total
+        self.weighting.to(terms["classification"].device)
+        return self.weighting({t: terms[t] for t in self.weighting.tasks}, step)
 
     def state_dict(self) -> dict:
-        return {"own": {k: list(v) for k, v in self.own.items()}, "generated": self.generated}
+        return {"own": {k: list(v) for k, v in self.own.items()}, "generated": self.generated,
+                "weighting": self.weighting.state_dict_json()}
 
     def load_state_dict(self, state: dict) -> None:
         self.own = {k: (int(s), int(a), [int(t) for t in e]) for k, (s, a, e) in state["own"].items()}
         self.generated = int(state["generated"])
+        if "weighting" in state:
+            self.weighting.load_state_dict_json(state["weighting"])
 
 
 def make_joint_loss(weights: LossWeightsConfig, tokenizer, answer_ids: dict[str, int]) -> JointLoss:
