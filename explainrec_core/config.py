@@ -35,9 +35,23 @@ class DataConfig:
     """amazon-* formats: a line that does not parse fails the ingest (`fail`) or is skipped and counted in the
     ingest report (`skip`). Missing or malformed fields always fail. Ignored by the MovieLens formats."""
 
+    stream_holdout: float = 0.0
+    """Share of the newest ratings ingest keeps out (`stream_holdout.parquet`), to come back as incoming files
+    (`explainrec replay`): a simulated stream of new interactions. 0 = ingest everything."""
+
     def __post_init__(self) -> None:
         if self.bad_lines not in ("fail", "skip"):
             raise ConfigError(f"data: bad_lines must be 'fail' or 'skip', got {self.bad_lines!r}")
+        if not 0 <= self.stream_holdout < 1:
+            raise ConfigError(f"data.stream_holdout must be in [0, 1), got {self.stream_holdout}")
+
+
+@dataclass(frozen=True)
+class IncomingConfig:
+    """New interactions after the initial ingest (explainrec_core/data/incoming.py)."""
+
+    uri: str = "data/incoming"
+    """The inbox folder, relative to the project root (files in the dataset's ratings format; ml-100k so far)."""
 
 
 @dataclass(frozen=True)
@@ -463,6 +477,7 @@ class Config:
     knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
     chatrec: ChatRecConfig = field(default_factory=ChatRecConfig)
+    incoming: IncomingConfig = field(default_factory=IncomingConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     alpaca: AlpacaDataConfig = field(default_factory=AlpacaDataConfig)

@@ -107,8 +107,8 @@ SOURCES = (
 
 STEPS = (
     Step("ingest", "ingest", StepFn("data_steps.run_ingest"), deps=("raw_data",),
-         outs={name: paths.processed(name) for name in ("interactions", "items", "users")},
-         params=("data", "cross_domain.second_dataset"),
+         outs={name: paths.processed(name) for name in ("interactions", "items", "users", "stream_holdout")},
+         params=("data", "cross_domain.second_dataset", "incoming"),
          metrics="reports/data/ingest.json",
          doc="Normalise the raw files into interactions, items and users tables."),
     Step("samples", "prepare", StepFn("data_steps.run_samples"), deps=("interactions",),

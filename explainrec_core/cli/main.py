@@ -27,6 +27,7 @@ from rich.table import Table
 
 from explainrec_core import paths, pipeline
 from explainrec_core.cli import explain as cli_explain
+from explainrec_core.cli import incoming as cli_incoming
 from explainrec_core.cli.storage import storage_app
 from explainrec_core.config import DEFAULT_PARAMS, Config, load_config
 from explainrec_core.data import fetch as fetch_mod
@@ -42,6 +43,8 @@ model_app = typer.Typer(help="Base models.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(storage_app, name="storage")
+app.add_typer(cli_incoming.incoming_app, name="incoming")
+app.command("replay")(cli_incoming.replay)
 app.command("recommend")(cli_explain.recommend)
 app.command("explain")(cli_explain.explain)
 console = Console(stderr=True, soft_wrap=True)  # soft wrap: messages stay greppable in logs

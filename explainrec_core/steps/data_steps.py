@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import polars as pl
 
 from explainrec_core import paths
 from explainrec_core.config import Config
-from explainrec_core.data import cross_domain, fetch, ingest, samples
+from explainrec_core.data import cross_domain, fetch, incoming, ingest, samples
 from explainrec_core.errors import DataError
 from explainrec_core.io import atomic_path, write_parquet
 
@@ -40,19 +41,24 @@ def fetch_raw(cfg: Config, root: Path) -> dict:
 
 
 def run_ingest(cfg: Config, root: Path) -> dict:
+    """The raw files (one dataset, or two combined: `cross_domain.second_dataset`), less the simulated stream's
+    held-out newest ratings (`data.stream_holdout`), plus every accepted incoming file (data/incoming.py)."""
     second = cfg.cross_domain.second_dataset
-    if not second.format:
-        return ingest.ingest(cfg.data.format, local_raw_dir(cfg, root),
-                             paths.resolve(paths.PROCESSED, cfg, root), bad_lines=cfg.data.bad_lines)
-    # two-dataset mode: both datasets as one set of tables, items and interactions keeping their `domain`
     first = ingest.read_tables(cfg.data.format, local_raw_dir(cfg, root), bad_lines=cfg.data.bad_lines)
-    other = ingest.read_tables(second.format, root / second.raw_dir, bad_lines=cfg.data.bad_lines)
-    user_map = cross_domain.read_user_map(root / second.user_map)
-    tables = cross_domain.combine_domains(first, other, user_map, key_a=second.key_a, key_b=second.key_b,
-                                          map_file=str(root / second.user_map))
+    extra: dict = {}
+    if second.format:  # two-dataset mode: items and interactions keep their `domain`
+        other = ingest.read_tables(second.format, root / second.raw_dir, bad_lines=cfg.data.bad_lines)
+        user_map = cross_domain.read_user_map(root / second.user_map)
+        first = cross_domain.combine_domains(first, other, user_map, key_a=second.key_a, key_b=second.key_b,
+                                             map_file=str(root / second.user_map))
+        extra = {"domains": {"a": cfg.data.format, "b": second.format},
+                 "mapped_users": int((first.users["domain"] == "both").sum())}
+    kept, held_out = incoming.hold_out_newest(first.interactions, cfg.data.stream_holdout)
+    interactions, users, added = incoming.with_accepted(kept, first.users, root / cfg.incoming.uri)
+    tables = dataclasses.replace(first, interactions=interactions, users=users)  # keeps a reader's read_stats
     stats = ingest.write_tables(tables, paths.resolve(paths.PROCESSED, cfg, root))
-    bridge = int((tables.users["domain"] == "both").sum())
-    return {**stats, "domains": {"a": cfg.data.format, "b": second.format}, "mapped_users": bridge}
+    write_parquet(held_out, paths.resolve(paths.processed("stream_holdout"), cfg, root))
+    return {**stats, **extra, "stream_held_out": held_out.height, "incoming_accepted": added}
 
 
 def sink_parquet(query: pl.LazyFrame, target: Path) -> Path:

@@ -1,0 +1,178 @@
+"""New interactions arriving after the initial ingest: accepted exactly once, or quarantined whole.
+
+Files dropped into `incoming.uri` (default `data/incoming/`) in the dataset's own ratings format (ml-100k: u.data
+lines `user<TAB>item<TAB>rating<TAB>timestamp`) are handled by `process_incoming`, file by file in name order:
+
+- a file whose content hash is in the ledger (`.ledger.json`) was handled before: skipped;
+- the file is checked with the same raw checks as ingest (columns, numbers, rating range, no repeated key, known
+  items: an item without metadata cannot be described, so it is rejected; new users are accepted, without
+  demographics). A bad file is moved whole to `quarantine/` with `<name>.reason.txt` naming the file, column,
+  lines and values; nothing of it is kept;
+- rows already known (same user, item and timestamp in the current interactions or in an earlier accepted file)
+  are skipped and counted; the rest is written to `accepted/<sha12>.parquet` (atomically), then the ledger entry,
+  then the file moves to `processed/`.
+
+The interactions table is never edited in place: `ingest` rebuilds it from the raw files plus every accepted file
+(`with_accepted`), so a rerun of ingest (DVC, Dagster) reproduces it, and DVC versions the accepted files as
+ingest inputs. A crash at any point loses nothing and counts nothing twice: before the ledger entry is written a
+rerun redoes the file (its accepted file is rewritten with the same rows); after it, the file is skipped.
+
+`data.stream_holdout` simulates the stream: ingest keeps the newest share of the raw ratings out (written to
+`stream_holdout.parquet`) and `replay_batches` writes them back as incoming files in time order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from explainrec_core.data import rawcheck as rc
+from explainrec_core.data.movielens import ML100K_RATING_RANGE, finish_interactions
+from explainrec_core.errors import ConfigError, DataError
+from explainrec_core.io import atomic_path, write_json, write_parquet
+
+KEY = ("user_id", "item_id", "timestamp")
+COLUMNS = ("user_id", "item_id", "rating", "timestamp")
+LEDGER, ACCEPTED, QUARANTINE, PROCESSED = ".ledger.json", "accepted", "quarantine", "processed"
+FORMATS = ("ml-100k",)  # incoming formats read so far
+
+
+@dataclass(frozen=True)
+class FileResult:
+    name: str
+    status: str  # appended | seen before | quarantined
+    appended: int = 0
+    duplicates: int = 0
+    new_users: int = 0
+    reason: str = ""
+
+    def line(self) -> str:
+        if self.status == "quarantined":
+            return f"{self.name}: quarantined: {self.reason}"
+        if self.status == "seen before":
+            return f"{self.name}: already processed (same content), skipped"
+        return (f"{self.name}: appended {self.appended} rating(s), skipped {self.duplicates} duplicate(s), "
+                f"{self.new_users} new user(s)")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_ledger(folder: Path) -> dict:
+    path = folder / LEDGER
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def read_incoming_file(path: Path, fmt: str, items: pl.DataFrame, items_file: Path) -> pl.DataFrame:
+    """The file's ratings (COLUMNS), after ingest's raw checks; DataError names file, column, lines and values."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"incoming files in format {fmt!r} are not read yet; formats: {list(FORMATS)}")
+    raw = rc.read_delimited(path, list(COLUMNS), separator="\t", has_header=False, quote_char=None)
+    if raw.width - 1 != len(COLUMNS):  # -1: the row index read_delimited adds
+        raise DataError(str(path), f"expected {len(COLUMNS)} tab-separated fields per line "
+                        "(user, item, rating, timestamp)", values=[raw.columns])
+    return finish_interactions(raw, path, ML100K_RATING_RANGE, items, items_file, has_header=False)
+
+
+def accepted_ratings(folder: Path) -> pl.DataFrame:
+    """Every accepted file's rows (COLUMNS), oldest file first; empty when none."""
+    files = sorted((folder / ACCEPTED).glob("*.parquet"))
+    empty = pl.DataFrame(schema={"user_id": pl.Int64, "item_id": pl.Int64, "rating": pl.Float64,
+                                 "timestamp": pl.Int64})
+    return pl.concat([empty, *(pl.read_parquet(f).select(COLUMNS) for f in files)])
+
+
+def process_incoming(folder: Path, fmt: str, interactions: pl.DataFrame, items: pl.DataFrame,
+                     items_file: Path) -> list[FileResult]:
+    """Handle every file directly in `folder` (module docstring); `interactions` is the current table."""
+    results = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        digest, ledger = sha256(path), read_ledger(folder)
+        if digest in ledger:
+            _move(path, folder / PROCESSED)
+            results.append(FileResult(path.name, "seen before"))
+            continue
+        try:
+            rows = read_incoming_file(path, fmt, items, items_file)
+        except DataError as exc:
+            _quarantine(path, folder, str(exc))
+            results.append(FileResult(path.name, "quarantined", reason=str(exc)))
+            continue
+        accepted_file = folder / ACCEPTED / f"{digest[:12]}.parquet"
+        others = [f for f in sorted((folder / ACCEPTED).glob("*.parquet")) if f != accepted_file]
+        known = pl.concat([interactions.select(KEY), *(pl.read_parquet(f).select(KEY) for f in others)])
+        new = rows.join(known, on=list(KEY), how="anti").sort("user_id", "timestamp", "item_id")
+        users_known = pl.concat([interactions["user_id"], *(pl.read_parquet(f)["user_id"] for f in others)])
+        result = FileResult(path.name, "appended", appended=new.height, duplicates=rows.height - new.height,
+                            new_users=new.filter(~pl.col("user_id").is_in(users_known.implode()))["user_id"]
+                            .n_unique())
+        write_parquet(new, accepted_file)  # 1: the rows (a crash here: the rerun rewrites the same rows)
+        write_json({**ledger, digest: {"file": path.name, "accepted": accepted_file.name,
+                                       "appended": result.appended, "duplicates": result.duplicates}},
+                   folder / LEDGER)  # 2: the ledger entry (after it, the file is never read again)
+        _move(path, folder / PROCESSED)  # 3: out of the inbox
+        results.append(result)
+    return results
+
+
+def with_accepted(interactions: pl.DataFrame, users: pl.DataFrame,
+                  folder: Path) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """The ingested tables plus every accepted file's rows (a key seen twice is kept once) and their new users
+    (no demographics); and the number of rows added."""
+    extra = accepted_ratings(folder).join(interactions.select(KEY), on=list(KEY), how="anti").unique(
+        list(KEY), keep="first", maintain_order=True)
+    if extra.is_empty():
+        return interactions, users, 0
+    combined = pl.concat([interactions, extra], how="diagonal_relaxed").sort("user_id", "timestamp", "item_id")
+    new_users = extra.select("user_id").unique().join(users.select("user_id"), on="user_id", how="anti")
+    users = pl.concat([users, new_users], how="diagonal_relaxed").sort("user_id")
+    return combined, users, extra.height
+
+
+def hold_out_newest(interactions: pl.DataFrame, share: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(kept, held out): the newest `share` of the ratings (by timestamp, then user and item) held out."""
+    if not 0 <= share < 1:
+        raise ConfigError(f"data.stream_holdout must be in [0, 1), got {share}")
+    ordered = interactions.sort("timestamp", "user_id", "item_id")
+    n_out = int(round(ordered.height * share))
+    kept, out = ordered.head(ordered.height - n_out), ordered.tail(n_out)
+    return kept.sort("user_id", "timestamp", "item_id"), out
+
+
+def replay_batches(holdout: pl.DataFrame, folder: Path, batches: int) -> list[Path]:
+    """The held-out ratings as `batches` incoming files in time order (u.data format), named replay-0001.data...;
+    rewriting a batch gives the same bytes, so the ledger skips one processed before."""
+    if batches < 1:
+        raise ConfigError(f"--batches must be >= 1, got {batches}")
+    ordered = holdout.sort("timestamp", "user_id", "item_id")
+    size = -(-ordered.height // batches) if ordered.height else 0
+    written = []
+    for b in range(batches):
+        part = ordered.slice(b * size, size)
+        if part.is_empty():
+            break
+        target = folder / f"replay-{b + 1:04d}.data"
+        lines = "".join(f"{u}\t{i}\t{r:g}\t{t}\n" for u, i, r, t in part.select(COLUMNS).iter_rows())
+        with atomic_path(target) as tmp:
+            tmp.write_text(lines, encoding="utf-8")
+        written.append(target)
+    return written
+
+
+def _quarantine(path: Path, folder: Path, reason: str) -> None:
+    target = folder / QUARANTINE
+    target.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target / f"{path.name}.reason.txt") as tmp:
+        tmp.write_text(reason + "\n", encoding="utf-8")
+    _move(path, target)
+
+
+def _move(path: Path, target_dir: Path) -> None:
+    target_dir.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), str(target_dir / path.name))
