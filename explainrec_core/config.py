@@ -121,6 +121,9 @@ class CrossDomainConfig:
     eval_splits: tuple[str, ...] = ("valid", "test")
     """Splits whose target-domain samples are evaluated; adding "train" uses every target rating, but the
     source training set then contains those users' later ratings."""
+    methods: tuple[str, ...] = ()
+    """Baselines fitted on the source domain and scored on the held-out one (cross_domain_evaluation); empty = every
+    method of `baselines.methods`."""
     second_dataset: SecondDatasetConfig = field(default_factory=SecondDatasetConfig)
     """Two-dataset mode; target_genres is then unused."""
 

@@ -48,6 +48,7 @@ def fast_llm_params(base_dir: Path) -> dict:
         "ranking": {"max_positives": 20, "llm_positives": 2},
         "attribution": {"explain_samples": 4, "max_new_tokens": 8},
         "meta": {"orders": ["none", "first"], "epochs": 1},
+        "cross_domain": {"methods": []},  # the baselines above, fitted on the source domain too
     }
 
 

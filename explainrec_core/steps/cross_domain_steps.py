@@ -73,7 +73,7 @@ def source_domain_data(cfg: Config, root: Path, sets: pl.DataFrame) -> TrainingD
     source_items = domains.filter(pl.col("domain") == "source").select("item_id")
     interactions = read_processed(cfg, root, "interactions").join(source_items, on="item_id", how="semi")
     features = (pl.read_parquet(paths.resolve(paths.ITEM_FEATURES, cfg, root))
-                if USES_ITEM_FEATURES & set(cfg.baselines.methods) else None)
+                if USES_ITEM_FEATURES & set(cfg.cross_domain.methods or cfg.baselines.methods) else None)
     # source_train rows are training-split samples: from_tables cuts the interactions at the last of them
     return TrainingData.from_tables(sets.filter(pl.col("set") == SOURCE_TRAIN), interactions, items,
                                     cfg.samples.like_threshold, item_features=features)
@@ -91,7 +91,8 @@ def run_cross_domain_evaluation(cfg: Config, root: Path) -> dict:
         return auc(target["label"].to_list(), list(scores))
 
     results: dict = {"baselines": {}}
-    runs = [(m, s) for m in cfg.baselines.methods for s in cfg.baselines.seeds]
+    methods = list(cfg.cross_domain.methods or cfg.baselines.methods)
+    runs = [(m, s) for m in methods for s in cfg.baselines.seeds]
     per_run = []
     with progress_bar(len(runs), "cross_domain_evaluation: baselines on the source domain") as advance:
         for method, seed in runs:
@@ -100,7 +101,7 @@ def run_cross_domain_evaluation(cfg: Config, root: Path) -> dict:
             per_run.append({"method": method, "seed": seed, "auc": value, "fit_seconds": fit_seconds})
             advance(1, info=f"{method} seed {seed}: AUC {value:.3f}" if value is not None else method)
     table = pl.DataFrame(per_run)
-    results["baselines"] = {m: mean_std(table.filter(pl.col("method") == m), "auc") for m in cfg.baselines.methods}
+    results["baselines"] = {m: mean_std(table.filter(pl.col("method") == m), "auc") for m in methods}
 
     kb = store.build(data, read_processed(cfg, root, "users"), sets.filter(pl.col("set") == SOURCE_VALID),
                      cfg.knowledge)
