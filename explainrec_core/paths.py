@@ -49,6 +49,7 @@ CROSS_DOMAIN_PROMPTS = "data/prompts/cross_domain_prompts.parquet"  # TALLRec pr
 CROSS_DOMAIN_ADAPTER = "models/cross_domain_adapter"  # the TALLRec recipe trained on the source domain only
 CROSS_DOMAIN_SCORES = "data/scores/cross_domain_scores.parquet"  # every method's scores of the held-out domain
 CHATREC_SCORES = "data/scores/chatrec_scores.parquet"  # Chat-REC's P(Yes) on the LLM's test and cold-start samples
+INCOMING_ACCEPTED = "${incoming.uri}/accepted"  # accepted new interactions (data/incoming.py), read by ingest
 CHECKPOINTS = "models/checkpoints"
 FIGURES = "reports/figures"
 # The statistics files of the steps whose numbers the report reads. pipeline.py declares each as that step's metrics

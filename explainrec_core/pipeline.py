@@ -77,6 +77,7 @@ class Step:
     reads_metrics: tuple[str, ...] = ()  # steps whose metrics files this step reads (DVC deps too)
     gated: bool = False  # trains a model: must sit downstream of the quality gates on its inputs
     doc: str = ""
+    watch: tuple[str, ...] = ()  # folders outside the pipeline it reads (path templates); `run all` fingerprints them
 
     @property
     def code(self) -> tuple[str, ...]:
@@ -108,7 +109,7 @@ SOURCES = (
 STEPS = (
     Step("ingest", "ingest", StepFn("data_steps.run_ingest"), deps=("raw_data",),
          outs={name: paths.processed(name) for name in ("interactions", "items", "users", "stream_holdout")},
-         params=("data", "cross_domain.second_dataset", "incoming"),
+         params=("data", "cross_domain.second_dataset", "incoming"), watch=(paths.INCOMING_ACCEPTED,),
          metrics="reports/data/ingest.json",
          doc="Normalise the raw files into interactions, items and users tables."),
     Step("samples", "prepare", StepFn("data_steps.run_samples"), deps=("interactions",),

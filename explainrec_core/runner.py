@@ -52,6 +52,13 @@ def _code_digest(project: Path, code: Iterable[str]) -> str:
                    if f.is_file())
 
 
+def _files_digest(folder: Path) -> str:
+    """The names and contents of every file under `folder` (none: the digest of nothing), e.g. new accepted
+    interactions, so a step that reads them reruns when one arrives."""
+    files = sorted(f for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else []
+    return _digest(f"{f.relative_to(folder)}:{hashlib.sha256(f.read_bytes()).hexdigest()}" for f in files)
+
+
 def _params_digest(cfg: Config, keys: Iterable[str]) -> str:
     values = {}
     for key in keys:
@@ -68,6 +75,7 @@ class Node:
     gates: tuple[str, ...]  # quality gates that must have passed first: order only (a gate makes no data)
     params: tuple[str, ...]
     code: tuple[str, ...]
+    watch: tuple[str, ...] = ()  # path templates whose files' content enters the fingerprint (Step.watch)
 
 
 def _nodes() -> dict[str, Node]:
@@ -77,7 +85,7 @@ def _nodes() -> dict[str, Node]:
     for s in pipeline.STEPS:
         inputs = [producer[d] for d in s.deps if d in producer] + list(s.reads_metrics)
         gates = [g.name for g in pipeline.gates_of(s)] if s.gated else []
-        nodes[s.name] = Node(tuple(dict.fromkeys(inputs)), tuple(gates), s.params, s.code)
+        nodes[s.name] = Node(tuple(dict.fromkeys(inputs)), tuple(gates), s.params, s.code, s.watch)
     for g in pipeline.GATES:
         nodes[g.name] = Node(tuple(dict.fromkeys(producer[c] for c in g.checks if c in producer)), (), g.params,
                              g.code)
@@ -115,7 +123,8 @@ def run_all(cfg: Config, params: Path, root: Path, project: Path, force: Iterabl
         node = nodes[name]
         code_digest = _code_digest(project, node.code)
         fp = _digest([name, _params_digest(cfg, node.params), *(versions[b] for b in node.inputs),
-                      *([code_digest] if strict_code else [])])
+                      *([code_digest] if strict_code else []),
+                      *(_files_digest(paths.resolve(t, cfg, root)) for t in node.watch)])
         stamp = state / f"{name}.json"
         previous = json.loads(stamp.read_text()) if stamp.is_file() else {}
         if name in skip:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import polars as pl
 import yaml
 
 from explainrec_core import pipeline
@@ -50,6 +51,15 @@ def test_resumes_and_reruns_only_what_changed(tmp_path, ml100k_raw):
     assert _ran(changed) == {"ingest": False, "samples": True}
     forced = run_all(load_config(params), params, root, REPO, force=["ingest"], until="samples", echo=lambda _: None)
     assert _ran(forced) == {"ingest": True, "samples": True}
+
+    # A newly accepted incoming file (explainrec incoming process) reruns ingest, which reads it, and what follows.
+    accepted = root / "data/incoming/accepted"
+    accepted.mkdir(parents=True)
+    pl.DataFrame({"user_id": [1], "item_id": [50], "rating": [4.0], "timestamp": [2_000_000_000]}).write_parquet(
+        accepted / "0123456789ab.parquet")
+    arrived = run_all(load_config(params), params, root, REPO, until="samples", echo=lambda _: None)
+    assert _ran(arrived) == {"ingest": True, "samples": True}
+    assert pl.read_parquet(root / "data/processed/interactions.parquet").height == 100_001
 
 
 def test_a_failing_step_stops_the_run_with_its_log(tmp_path):
