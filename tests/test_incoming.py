@@ -69,12 +69,15 @@ def test_a_bad_file_is_quarantined_whole_with_its_reason(streamed):
     (inbox / "bad-rating.data").write_text("1\t50\t5\t893286638\n2\t50\t9\t893286639\n")
     (inbox / "unknown-item.data").write_text("1\t99999\t4\t893286640\n")
     (inbox / "new-user.data").write_text("9999\t50\t4\t893286641\n")
+    (inbox / "future.data").write_text("1\t50\t4\t4102444800\n")  # 2100-01-01: the GX suite's timestamp bound
     result = _cli("incoming", "process")
     assert result.exit_code == 0, result.output
     reason = (inbox / "quarantine" / "bad-rating.data.reason.txt").read_text()
     assert "bad-rating.data, column 'rating'" in reason and "line 2: 9.0" in reason
     assert "column 'item_id'" in (inbox / "quarantine" / "unknown-item.data.reason.txt").read_text()
     assert (inbox / "quarantine" / "bad-rating.data").is_file()
+    future = (inbox / "quarantine" / "future.data.reason.txt").read_text()
+    assert "expect_column_values_to_be_between" in future and "timestamp" in future
     assert "new-user.data: appended 1 rating(s), skipped 0 duplicate(s), 1 new user(s)" in result.output
     accepted = incoming.accepted_ratings(inbox)
     assert accepted.rows() == [(9999, 50, 4.0, 893286641)]  # nothing of the bad files

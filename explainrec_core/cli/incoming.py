@@ -44,9 +44,11 @@ def process(params: ParamsOption = DEFAULT_PARAMS) -> None:
         folder = root / cfg.incoming.uri
         folder.mkdir(parents=True, exist_ok=True)
         items_file = paths.resolve(paths.processed("items"), cfg, root)
+        items = pl.read_parquet(items_file)
+        users = pl.read_parquet(paths.resolve(paths.processed("users"), cfg, root))
         results = incoming.process_incoming(
             folder, cfg.data.format, pl.read_parquet(paths.resolve(paths.processed("interactions"), cfg, root)),
-            pl.read_parquet(items_file), items_file)
+            items, items_file, check=lambda rows, path: gx_failures(cfg, rows, path, items, users))
     except ExplainRecError as exc:
         raise _fail(exc) from None
     for r in results:
@@ -54,6 +56,17 @@ def process(params: ParamsOption = DEFAULT_PARAMS) -> None:
     appended = sum(r.appended for r in results)
     console.print(f"{len(results)} file(s): {appended} rating(s) accepted"
                   + ("; run `explainrec run ingest` (or the pipeline) to use them" if appended else ""))
+
+
+def gx_failures(cfg, rows: pl.DataFrame, path: Path, items: pl.DataFrame, users: pl.DataFrame) -> str | None:
+    """The data gate's interactions suite on an incoming file's rows (its new users count as known): None when it
+    passes, else the failed expectations."""
+    from explainrec_core.quality import suites  # great_expectations: imported when a file is checked
+    from explainrec_core.quality.gate import run_suite
+
+    known = pl.concat([users.select("user_id"), rows.select("user_id")]).unique()
+    result = run_suite("incoming", path, rows.to_pandas(), suites.interactions_suite(cfg, items, known))
+    return None if result.success else result.summary()
 
 
 def replay(batches: Annotated[int, typer.Option("--batches", help="Number of incoming files.")] = 1,

@@ -6,8 +6,9 @@ lines `user<TAB>item<TAB>rating<TAB>timestamp`) are handled by `process_incoming
 - a file whose content hash is in the ledger (`.ledger.json`) was handled before: skipped;
 - the file is checked with the same raw checks as ingest (columns, numbers, rating range, no repeated key, known
   items: an item without metadata cannot be described, so it is rejected; new users are accepted, without
-  demographics). A bad file is moved whole to `quarantine/` with `<name>.reason.txt` naming the file, column,
-  lines and values; nothing of it is kept;
+  demographics), then with the data gate's Great Expectations suite for interactions (e.g. timestamps in range).
+  A bad file is moved whole to `quarantine/` with `<name>.reason.txt` naming the file, column, lines (or the failed
+  expectation) and values; nothing of it is kept;
 - rows already known (same user, item and timestamp in the current interactions or in an earlier accepted file)
   are skipped and counted; the rest is written to `accepted/<sha12>.parquet` (atomically), then the ledger entry,
   then the file moves to `processed/`.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,9 +90,11 @@ def accepted_ratings(folder: Path) -> pl.DataFrame:
     return pl.concat([empty, *(pl.read_parquet(f).select(COLUMNS) for f in files)])
 
 
-def process_incoming(folder: Path, fmt: str, interactions: pl.DataFrame, items: pl.DataFrame,
-                     items_file: Path) -> list[FileResult]:
-    """Handle every file directly in `folder` (module docstring); `interactions` is the current table."""
+def process_incoming(folder: Path, fmt: str, interactions: pl.DataFrame, items: pl.DataFrame, items_file: Path,
+                     check: Callable[[pl.DataFrame, Path], str | None] | None = None) -> list[FileResult]:
+    """Handle every file directly in `folder` (module docstring); `interactions` is the current table. `check`
+    (the CLI passes ingest's GX interactions suite) returns why the parsed rows fail, or None: such a file is
+    quarantined like one that fails the raw checks."""
     results = []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         digest, ledger = sha256(path), read_ledger(folder)
@@ -103,6 +107,11 @@ def process_incoming(folder: Path, fmt: str, interactions: pl.DataFrame, items: 
         except DataError as exc:
             _quarantine(path, folder, str(exc))
             results.append(FileResult(path.name, "quarantined", reason=str(exc)))
+            continue
+        failed = check(rows, path) if check is not None else None
+        if failed:
+            _quarantine(path, folder, failed)
+            results.append(FileResult(path.name, "quarantined", reason=failed))
             continue
         accepted_file = folder / ACCEPTED / f"{digest[:12]}.parquet"
         others = [f for f in sorted((folder / ACCEPTED).glob("*.parquet")) if f != accepted_file]
