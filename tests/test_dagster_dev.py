@@ -21,6 +21,8 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.e2e
 
 QUERY = "{ assetNodes { assetKey { path } groupName hasAssetChecks } }"
+AUTOMATION_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
+    sensors { name targets { pipelineName } } schedules { name pipelineName cronSchedule } jobs { name } } } } }"""
 
 
 def _free_port() -> int:
@@ -56,8 +58,17 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path):
                 time.sleep(2)
         assert nodes, "dagster dev did not serve the asset graph within 120 s"
         served = {"/".join(n["assetKey"]["path"]): n for n in nodes}
-        assert set(served) == set(pipeline.outputs(Config())) | {"published_artifacts"}
+        assert set(served) == set(pipeline.outputs(Config())) | {"published_artifacts", "model_registry"}
         assert served["samples"]["groupName"] == "prepare" and served["samples"]["hasAssetChecks"]
+        # The automation the Automation page lists: the sensor and the nightly schedule, both on the retrain job.
+        repos = _graphql(port, AUTOMATION_QUERY)["data"]["repositoriesOrError"]["nodes"]
+        sensors = {s["name"]: s for r in repos for s in r["sensors"]}
+        schedules = {s["name"]: s for r in repos for s in r["schedules"]}
+        jobs = {j["name"] for r in repos for j in r["jobs"]}
+        assert [t["pipelineName"] for t in sensors["new_interactions_sensor"]["targets"]] == ["retrain"]
+        assert schedules["nightly_retrain"]["pipelineName"] == "retrain"
+        assert schedules["nightly_retrain"]["cronSchedule"] == Config().retrain.cron
+        assert {"retrain", "full_pipeline"} <= jobs
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -34,6 +34,7 @@ def dvc_repo(tmp_path, ml100k_raw, tiny_llm_dir) -> Path:
     # Stage code dependencies are hashed from the repository's files.
     shutil.copytree(REPO / "explainrec_core", repo / "explainrec_core",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "data/incoming/accepted").mkdir(parents=True)  # as `make data` creates it
     _run(["git", "init", "-q"], repo)
     _run(["dvc", "init", "-q"], repo)
     _run(["dvc", "config", "core.analytics", "false"], repo)

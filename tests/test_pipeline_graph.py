@@ -37,8 +37,8 @@ def test_dvc_stages_match_steps():
         assert stage["cmd"] == f"explainrec run {step.name}"
         gate = [g.report for g in pipeline.gates_of(step)]
         metrics_read = [pipeline.step(name).metrics for name in step.reads_metrics]
-        assert _names(stage["deps"]) == [paths[d] for d in step.deps] + metrics_read + list(step.code) + gate, \
-            step.name
+        assert _names(stage["deps"]) == [paths[d] for d in step.deps] + list(step.watch) + metrics_read + \
+            list(step.code) + gate, step.name
         assert stage["params"] == list(step.params), step.name
         assert _names(stage["outs"]) == list(step.outs.values()), step.name
         assert _names(stage["metrics"]) == [step.metrics], step.name
@@ -95,7 +95,7 @@ def test_dagster_graph_matches_steps():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     # plus the asset that publishes the champion artefacts to the artifact store (explainrec_dagster/storage.py)
-    assert keys == set(_producer_paths()) | {"published_artifacts"}
+    assert keys == set(_producer_paths()) | {"published_artifacts", "model_registry"}
     for source in pipeline.SOURCES:
         assert not graph.get(dg.AssetKey(source.name)).parent_keys
     for step in pipeline.STEPS:

@@ -14,24 +14,16 @@ from typing import Annotated
 
 import polars as pl
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from explainrec_core import paths
+from explainrec_core.cli.common import ParamsOption, console
+from explainrec_core.cli.common import fail as _fail
 from explainrec_core.config import DEFAULT_PARAMS, load_config
 from explainrec_core.data import incoming
 from explainrec_core.errors import ExplainRecError
 
 incoming_app = typer.Typer(help="New interactions: process the inbox (append once, or quarantine).",
                            no_args_is_help=True)
-console = Console(stderr=True, soft_wrap=True)
-ParamsOption = Annotated[Path, typer.Option("--params", help="Settings file.")]
-EXIT_INPUT = 2  # the exit code of explainrec_core.cli for unusable input or settings (not imported: cli imports us)
-
-
-def _fail(exc: ExplainRecError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-    return typer.Exit(EXIT_INPUT)
 
 
 @incoming_app.command("process")
@@ -39,16 +31,7 @@ def process(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Append every new inbox file once (duplicate rows skipped and counted) or quarantine it whole; exit 0 when
     every file was handled, quarantined ones included (their reasons are printed and kept next to them)."""
     try:
-        cfg = load_config(params)
-        root = Path(".")  # the project root, as for `explainrec run`
-        folder = root / cfg.incoming.uri
-        folder.mkdir(parents=True, exist_ok=True)
-        items_file = paths.resolve(paths.processed("items"), cfg, root)
-        items = pl.read_parquet(items_file)
-        users = pl.read_parquet(paths.resolve(paths.processed("users"), cfg, root))
-        results = incoming.process_incoming(
-            folder, cfg.data.format, pl.read_parquet(paths.resolve(paths.processed("interactions"), cfg, root)),
-            items, items_file, check=lambda rows, path: gx_failures(cfg, rows, path, items, users))
+        results = incoming.process_inbox(load_config(params), Path("."))  # the project root, as `explainrec run`
     except ExplainRecError as exc:
         raise _fail(exc) from None
     for r in results:
@@ -56,17 +39,6 @@ def process(params: ParamsOption = DEFAULT_PARAMS) -> None:
     appended = sum(r.appended for r in results)
     console.print(f"{len(results)} file(s): {appended} rating(s) accepted"
                   + ("; run `explainrec run ingest` (or the pipeline) to use them" if appended else ""))
-
-
-def gx_failures(cfg, rows: pl.DataFrame, path: Path, items: pl.DataFrame, users: pl.DataFrame) -> str | None:
-    """The data gate's interactions suite on an incoming file's rows (its new users count as known): None when it
-    passes, else the failed expectations."""
-    from explainrec_core.quality import suites  # great_expectations: imported when a file is checked
-    from explainrec_core.quality.gate import run_suite
-
-    known = pl.concat([users.select("user_id"), rows.select("user_id")]).unique()
-    result = run_suite("incoming", path, rows.to_pandas(), suites.interactions_suite(cfg, items, known))
-    return None if result.success else result.summary()
 
 
 def replay(batches: Annotated[int, typer.Option("--batches", help="Number of incoming files.")] = 1,

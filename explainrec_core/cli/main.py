@@ -9,6 +9,10 @@
     explainrec steps                              the pipeline's steps, inputs and outputs
     explainrec recommend --user 42 --k 10         top-K items with an explanation each (champion adapter)
     explainrec explain --user 42 --item 50        the answer, P(Yes) and the explanation
+    explainrec replay / incoming process          new interactions into the inbox, appended once or quarantined
+    explainrec retrain                            a challenger from the champion on new interactions, promoted
+                                                  only if it is not worse
+    explainrec models [rollback]                  the model registry
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from rich.table import Table
 from explainrec_core import paths, pipeline
 from explainrec_core.cli import explain as cli_explain
 from explainrec_core.cli import incoming as cli_incoming
+from explainrec_core.cli import models as cli_models
 from explainrec_core.cli.storage import storage_app
 from explainrec_core.config import DEFAULT_PARAMS, Config, load_config
 from explainrec_core.data import fetch as fetch_mod
@@ -45,6 +50,8 @@ app.add_typer(model_app, name="model")
 app.add_typer(storage_app, name="storage")
 app.add_typer(cli_incoming.incoming_app, name="incoming")
 app.command("replay")(cli_incoming.replay)
+app.command("retrain")(cli_models.retrain)
+app.add_typer(cli_models.models_app, name="models")
 app.command("recommend")(cli_explain.recommend)
 app.command("explain")(cli_explain.explain)
 console = Console(stderr=True, soft_wrap=True)  # soft wrap: messages stay greppable in logs

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import polars as pl
 
+from explainrec_core import paths
 from explainrec_core.data import rawcheck as rc
 from explainrec_core.data.movielens import ML100K_RATING_RANGE, finish_interactions
 from explainrec_core.errors import ConfigError, DataError
@@ -185,3 +186,42 @@ def _quarantine(path: Path, folder: Path, reason: str) -> None:
 def _move(path: Path, target_dir: Path) -> None:
     target_dir.mkdir(parents=True, exist_ok=True)
     shutil.move(str(path), str(target_dir / path.name))
+
+
+def gx_failures(cfg, rows: pl.DataFrame, path: Path, items: pl.DataFrame, users: pl.DataFrame) -> str | None:
+    """The data gate's interactions suite on an incoming file's rows (its new users count as known): None when it
+    passes, else the failed expectations."""
+    from explainrec_core.quality import suites  # great_expectations: imported only when a file is checked
+    from explainrec_core.quality.gate import run_suite
+
+    known = pl.concat([users.select("user_id"), rows.select("user_id")]).unique()
+    result = run_suite("incoming", path, rows.to_pandas(), suites.interactions_suite(cfg, items, known))
+    return None if result.success else result.summary()
+
+
+def process_inbox(cfg, root: Path) -> list[FileResult]:
+    """`process_incoming` on the project's inbox (`incoming.uri` under `root`) against its current tables, with
+    the raw checks and the data gate's GX suite: what `explainrec incoming process` and the retrain job run."""
+    folder = Path(root) / cfg.incoming.uri
+    folder.mkdir(parents=True, exist_ok=True)
+    items_file = paths.resolve(paths.processed("items"), cfg, root)
+    items = pl.read_parquet(items_file)
+    users = pl.read_parquet(paths.resolve(paths.processed("users"), cfg, root))
+    interactions = pl.read_parquet(paths.resolve(paths.processed("interactions"), cfg, root))
+    results = process_incoming(folder, cfg.data.format, interactions, items, items_file,
+                               check=lambda rows, path: gx_failures(cfg, rows, path, items, users))
+    if any(r.appended for r in results) and (Path(root) / ".dvc").is_dir():
+        track_with_dvc(Path(root), folder / ACCEPTED)
+    return results
+
+
+def track_with_dvc(root: Path, folder: Path) -> None:
+    """`dvc add` the accepted files (in a DVC repo): every champion's data can be checked out again by its
+    registry record's accepted file list and the accepted folder's .dvc file in git."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "dvc", "add", "--quiet", str(folder.relative_to(root))], cwd=root,
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise DataError(str(folder), f"`dvc add` failed: {proc.stderr.strip()[-500:]}")

@@ -75,13 +75,31 @@ def run_explain_prompts(cfg: Config, root: Path) -> dict:
     """Attributed and plain prompts with reference explanations, for the same samples as the TALLRec prompts."""
     chosen = pl.read_parquet(root / paths.REC_PROMPTS).select("set", "sample_id", "user_id", "item_id", "label")
     samples = read_processed(cfg, root, "samples").join(chosen.select("sample_id").unique(), on="sample_id")
-    builder = context_builder(cfg, root)
     tokenizer = load_tokenizer(Path(_base_info(root)["path"]))
-    a = cfg.attribution
 
     def count(text: str) -> int:
         return len(tokenizer(text)["input_ids"])
 
+    rows = explained_prompt_rows(cfg, root, samples, context_builder(cfg, root), count)
+    table = chosen.with_columns(*[
+        pl.col("sample_id").map_elements(lambda s, k=k: rows[s][k], return_dtype=dtype).alias(k)
+        for k, dtype in (("prompt", pl.String), ("prompt_plain", pl.String), ("response", pl.String),
+                         ("n_history_dropped", pl.Int32), ("cited", pl.Int32))])
+    write_parquet(table, root / paths.EXPLAIN_PROMPTS)
+    unique = table.unique("sample_id")
+    return {"samples": unique.height, "sets": {s: int((table["set"] == s).sum()) for s in table["set"].unique().sort()},
+            "truncated_prompts": int((unique["n_history_dropped"] > 0).sum()),
+            "neutral_references": int((unique["cited"] == 0).sum()),
+            "mean_prompt_tokens": round(float(np.mean([count(p) for p in unique["prompt"].head(200)])), 1),
+            "mean_plain_prompt_tokens": round(float(np.mean([count(p) for p in unique["prompt_plain"].head(200)])), 1)}
+
+
+
+def explained_prompt_rows(cfg: Config, root: Path, samples: pl.DataFrame, builder: ContextBuilder,
+                          count) -> dict[int, dict]:
+    """sample_id -> the attributed prompt (fitted to the cutoff), the plain prompt, the reference explanation and
+    what was dropped, for every row of `samples` (also used by the retraining job for new interactions)."""
+    a = cfg.attribution
     reviews = _reviews(cfg, root, samples)
     rows = {}
     for r in samples.iter_rows(named=True):
@@ -98,17 +116,7 @@ def run_explain_prompts(cfg: Config, root: Path) -> dict:
         rows[r["sample_id"]] = {"prompt": fitted.prompt, "prompt_plain": plain_prefix + plain_suffix,
                                 "response": response, "n_history_dropped": fitted.n_history_dropped,
                                 "cited": len(parse_citations(response, builder.vocabulary))}
-    table = chosen.with_columns(*[
-        pl.col("sample_id").map_elements(lambda s, k=k: rows[s][k], return_dtype=dtype).alias(k)
-        for k, dtype in (("prompt", pl.String), ("prompt_plain", pl.String), ("response", pl.String),
-                         ("n_history_dropped", pl.Int32), ("cited", pl.Int32))])
-    write_parquet(table, root / paths.EXPLAIN_PROMPTS)
-    unique = table.unique("sample_id")
-    return {"samples": unique.height, "sets": {s: int((table["set"] == s).sum()) for s in table["set"].unique().sort()},
-            "truncated_prompts": int((unique["n_history_dropped"] > 0).sum()),
-            "neutral_references": int((unique["cited"] == 0).sum()),
-            "mean_prompt_tokens": round(float(np.mean([count(p) for p in unique["prompt"].head(200)])), 1),
-            "mean_plain_prompt_tokens": round(float(np.mean([count(p) for p in unique["prompt_plain"].head(200)])), 1)}
+    return rows
 
 
 def _reviews(cfg: Config, root: Path, samples: pl.DataFrame) -> dict[int, str]:

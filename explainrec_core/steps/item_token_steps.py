@@ -152,9 +152,14 @@ def load_item_token_model(cfg: Config, root: Path, adapter: str = paths.ITEM_TOK
     the features."""
     info, base, tokenizer = load_base(root)
     slot_id = add_slot_token(tokenizer)
-    features = _read_features(cfg, root)
-    bank = FeatureBank(features, cfg.multimodal.modalities, str(paths.resolve(paths.ITEM_FEATURES, cfg, root)))
     folder = root / adapter
+    # A registered model carries the features its fusion was trained on (continuous/registry.py); a pipeline
+    # adapter runs on the pipeline's item_features.
+    source = folder / paths.ADAPTER_FEATURES
+    if not source.is_file():
+        source = paths.resolve(paths.ITEM_FEATURES, cfg, root)
+    features = pl.read_parquet(source)
+    bank = FeatureBank(features, cfg.multimodal.modalities, str(source))
     fusion = load_fusion(folder, features_sha256=features_digest(features), modality_dims=bank.modality_dims,
                          hidden_size=base.config.hidden_size)
     llm = adapters.load_adapter(base, folder)
