@@ -104,3 +104,26 @@ def test_a_crash_before_the_ledger_entry_counts_nothing_twice(streamed, monkeypa
     assert result.exit_code == 0, result.output
     assert incoming.accepted_ratings(inbox).height == 2000  # each batch's rows once
     assert len(incoming.read_ledger(inbox)) == 2
+
+
+def test_ml25m_ratings_csv_files_are_replayed_and_appended(ml25m_raw, tmp_path, monkeypatch):
+    """The ML-25M layout: the held-out newest ratings come back as ratings.csv files (with the header) and are
+    appended once; a ratings.csv naming a film not in movies.csv is quarantined with its line."""
+    write_params(tmp_path, data={"format": "ml-25m", "raw_dir": str(ml25m_raw), "stream_holdout": 0.3})
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(tmp_path / "params.yaml")
+    stats = run_ingest(cfg, tmp_path)
+    held = read_table(tmp_path / "data/processed", "stream_holdout")
+    assert stats["stream_held_out"] == held.height > 0
+    assert _cli("replay", "--batches", "2").exit_code == 0
+    inbox = tmp_path / "data/incoming"
+    files = sorted(inbox.glob("replay-*.csv"))
+    assert files and files[0].read_text().startswith("userId,movieId,rating,timestamp\n")
+    (inbox / "unknown-film.csv").write_text("userId,movieId,rating,timestamp\n1,424242,4.0,1500000000\n")
+    result = _cli("incoming", "process")
+    assert result.exit_code == 0, result.output
+    assert "unknown-film.csv: quarantined" in result.output and "424242" in result.output
+    key = ["user_id", "item_id", "timestamp"]
+    assert incoming.accepted_ratings(inbox).sort(key).equals(held.select(incoming.COLUMNS).sort(key))
+    again = run_ingest(cfg, tmp_path)
+    assert again["n_interactions"] == stats["n_interactions"] + held.height

@@ -1,7 +1,8 @@
 """New interactions arriving after the initial ingest: accepted exactly once, or quarantined whole.
 
 Files dropped into `incoming.uri` (default `data/incoming/`) in the dataset's own ratings format (ml-100k: u.data
-lines `user<TAB>item<TAB>rating<TAB>timestamp`) are handled by `process_incoming`, file by file in name order:
+lines `user<TAB>item<TAB>rating<TAB>timestamp`; ml-25m: ratings.csv files with their header; Amazon review files
+are not read yet) are handled by `process_incoming`, file by file in name order:
 
 - a file whose content hash is in the ledger (`.ledger.json`) was handled before: skipped;
 - the file is checked with the same raw checks as ingest (columns, numbers, rating range, no repeated key, known
@@ -35,14 +36,14 @@ import polars as pl
 
 from explainrec_core import paths
 from explainrec_core.data import rawcheck as rc
-from explainrec_core.data.movielens import ML100K_RATING_RANGE, finish_interactions
+from explainrec_core.data.movielens import ML100K_RATING_RANGE, finish_interactions, read_ratings_csv
 from explainrec_core.errors import ConfigError, DataError
 from explainrec_core.io import atomic_path, write_json, write_parquet
 
 KEY = ("user_id", "item_id", "timestamp")
 COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 LEDGER, ACCEPTED, QUARANTINE, PROCESSED = ".ledger.json", "accepted", "quarantine", "processed"
-FORMATS = ("ml-100k",)  # incoming formats read so far
+FORMATS = ("ml-100k", "ml-25m")  # incoming formats read so far (u.data lines; ratings.csv with its header)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ def read_incoming_file(path: Path, fmt: str, items: pl.DataFrame, items_file: Pa
     """The file's ratings (COLUMNS), after ingest's raw checks; DataError names file, column, lines and values."""
     if fmt not in FORMATS:
         raise ConfigError(f"incoming files in format {fmt!r} are not read yet; formats: {list(FORMATS)}")
+    if fmt == "ml-25m":  # ratings.csv: userId,movieId,rating,timestamp with a header (ingest's own reader)
+        return read_ratings_csv(path, items, items_file).select(COLUMNS)
     raw = rc.read_delimited(path, list(COLUMNS), separator="\t", has_header=False, quote_char=None)
     if raw.width - 1 != len(COLUMNS):  # -1: the row index read_delimited adds
         raise DataError(str(path), f"expected {len(COLUMNS)} tab-separated fields per line "
@@ -155,9 +158,12 @@ def hold_out_newest(interactions: pl.DataFrame, share: float) -> tuple[pl.DataFr
     return kept.sort("user_id", "timestamp", "item_id"), out
 
 
-def replay_batches(holdout: pl.DataFrame, folder: Path, batches: int) -> list[Path]:
-    """The held-out ratings as `batches` incoming files in time order (u.data format), named replay-0001.data...;
-    rewriting a batch gives the same bytes, so the ledger skips one processed before."""
+def replay_batches(holdout: pl.DataFrame, folder: Path, batches: int, fmt: str = "ml-100k") -> list[Path]:
+    """The held-out ratings as `batches` incoming files in time order, in the dataset's format (u.data lines,
+    replay-0001.data...; ml-25m: ratings.csv files, replay-0001.csv...); rewriting a batch gives the same bytes, so
+    the ledger skips one processed before."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"incoming files in format {fmt!r} are not read yet; formats: {list(FORMATS)}")
     if batches < 1:
         raise ConfigError(f"--batches must be >= 1, got {batches}")
     ordered = holdout.sort("timestamp", "user_id", "item_id")
@@ -167,8 +173,13 @@ def replay_batches(holdout: pl.DataFrame, folder: Path, batches: int) -> list[Pa
         part = ordered.slice(b * size, size)
         if part.is_empty():
             break
-        target = folder / f"replay-{b + 1:04d}.data"
-        lines = "".join(f"{u}\t{i}\t{r:g}\t{t}\n" for u, i, r, t in part.select(COLUMNS).iter_rows())
+        rows = part.select(COLUMNS).iter_rows()
+        if fmt == "ml-25m":
+            target = folder / f"replay-{b + 1:04d}.csv"
+            lines = "userId,movieId,rating,timestamp\n" + "".join(f"{u},{i},{r:g},{t}\n" for u, i, r, t in rows)
+        else:
+            target = folder / f"replay-{b + 1:04d}.data"
+            lines = "".join(f"{u}\t{i}\t{r:g}\t{t}\n" for u, i, r, t in rows)
         with atomic_path(target) as tmp:
             tmp.write_text(lines, encoding="utf-8")
         written.append(target)

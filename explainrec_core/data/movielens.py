@@ -184,7 +184,7 @@ def read_ml25m(raw_dir: Path) -> Tables:
     genome = _top_genome_tags(raw_dir, items, movies_file)
     if genome is not None:
         items = items.join(genome, on="item_id", how="left").with_columns(pl.col("genome_tags").fill_null(empty_list))
-    interactions = _read_ratings(ratings_file, items, movies_file)
+    interactions = read_ratings_csv(ratings_file, items, movies_file)
     # ML-25M has no user file: users are the ids that rated something.
     return Tables(interactions, items.sort("item_id"), _users_from_ids(interactions))
 
@@ -213,7 +213,7 @@ def _collect_or_none(query: pl.LazyFrame) -> pl.DataFrame | None:
 _RATINGS_SCHEMA = {"userId": pl.Int64, "movieId": pl.Int64, "rating": pl.Float64, "timestamp": pl.Float64}
 
 
-def _read_ratings(path: Path, items: pl.DataFrame, items_file: Path) -> pl.DataFrame:
+def read_ratings_csv(path: Path, items: pl.DataFrame, items_file: Path) -> pl.DataFrame:
     """ratings.csv -> interactions sorted by (user_id, timestamp, item_id), with finish_interactions' checks.
 
     Fast path for ML-25M's 25M rows: typed scan, sort, then one pass of whole-column checks (no nulls, rating
@@ -299,7 +299,7 @@ def _read_genome_scores(path: Path, items: pl.DataFrame, movies_file: Path, tags
         ).item()
         if ok and not _has_repeats(fast, ["movieId", "tagId"]):
             return fast
-    # Slow path: the row-level checks name the lines (see _read_ratings).
+    # Slow path: the row-level checks name the lines (see read_ratings_csv).
     scores = rc.read_delimited(path, list(_GENOME_SCHEMA), separator=",", has_header=True)
     for col, dtype in _GENOME_SCHEMA.items():
         scores = rc.cast_column(scores, path, col, dtype)
