@@ -25,9 +25,11 @@ CHAMPION_STEPS = ("ingest", "samples", "cold_start_sets", "base_model", "alpaca_
 
 
 def _params(root, ml100k_raw, tiny_llm_dir, **retrain_settings):
+    settings = fast_llm_params(tiny_llm_dir)
+    settings["baselines"]["hyperparameters"]["lightgcn"] = {"epochs": 2}  # the item features' CF vectors, quickly
     return write_params(root, data={"raw_dir": str(ml100k_raw), "stream_holdout": 0.01},
                         retrain={"train_samples": 8, "eval_samples": 24, "explain_samples": 2, **retrain_settings},
-                        **fast_llm_params(tiny_llm_dir))
+                        **settings)
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def models(ctx: typer.Context) -> None:
     for column in ("id", "role", "created", "parent", "decision", "AUC (newest window)", "data", "git", "reason"):
         table.add_column(column, overflow="fold")
     for m in registry.models:
-        own = m.metrics.get("challenger" if m.role != "champion" or m.parent else "champion", {})
+        own = m.metrics.get("challenger", {})  # a retrained model's own figures (the first champion has none)
         auc = f"{own['auc']:.4f}" if own.get("auc") is not None else "-"
         table.add_row(m.id, m.role, m.created, m.parent or "-", m.decision, auc, m.data_sha256[:12],
                       (m.git_commit or "-")[:8], m.reason)
