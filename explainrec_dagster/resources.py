@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -11,11 +12,15 @@ from explainrec_core.config import Config, load_config
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+ENV_ROOT, ENV_PARAMS = "EXPLAINREC_ROOT", "EXPLAINREC_PARAMS"
+"""Environment overrides of the defaults, for a deployment (or a test) whose project is not this checkout."""
+
+
 class ExplainRecSettings(dg.ConfigurableResource):
-    root: str = str(PROJECT_ROOT)
-    """Project root: step paths in params.yaml are relative to it."""
-    params: str = "params.yaml"
-    """Settings file, relative to `root`."""
+    root: str = os.environ.get(ENV_ROOT, str(PROJECT_ROOT))
+    """Project root: step paths in params.yaml are relative to it (EXPLAINREC_ROOT overrides the default)."""
+    params: str = os.environ.get(ENV_PARAMS, "params.yaml")
+    """Settings file, relative to `root` (EXPLAINREC_PARAMS overrides the default)."""
 
     @property
     def root_path(self) -> Path:

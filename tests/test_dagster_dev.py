@@ -16,7 +16,7 @@ import pytest
 
 from explainrec_core import pipeline
 from explainrec_core.config import Config
-from tests.conftest import REPO
+from tests.conftest import REPO, write_params
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +31,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
@@ -69,6 +70,59 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path):
         assert schedules["nightly_retrain"]["pipelineName"] == "retrain"
         assert schedules["nightly_retrain"]["cronSchedule"] == Config().retrain.cron
         assert {"retrain", "full_pipeline"} <= jobs
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+REPOS_QUERY = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
+START_SENSOR = """mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) {
+    __typename ... on Sensor { sensorState { status } } ... on PythonError { message } } }"""
+RETRAIN_RUNS = """{ runsOrError(filter: {pipelineName: "retrain"}) { ... on Runs { results {
+    runId status tags { key value } } } } }"""
+
+
+def test_turning_the_sensor_on_launches_the_retrain_job(tmp_path, ml100k_raw):
+    """Through `dagster dev`'s GraphQL API, as a person would in the UI: a file waits in a project's inbox, the
+    sensor is turned on, its tick launches a `retrain` run. (The run itself fails fast here: this project has no
+    champion yet; tests/test_retrain.py covers what the job does.)"""
+    project = tmp_path / "project"
+    project.mkdir()
+    write_params(project, data={"raw_dir": str(ml100k_raw)}, retrain={"sensor_interval_s": 5})
+    (project / "data/incoming").mkdir(parents=True)
+    (project / "data/incoming/batch-1.data").write_text("1\t1\t5\t893286638\n")
+    port, home = _free_port(), tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "EXPLAINREC_ROOT": str(project),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    log = (tmp_path / "dagster_dev.log").open("w")
+    proc = subprocess.Popen(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, repos = time.monotonic() + 120, None
+        while time.monotonic() < deadline and not repos:
+            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+            try:
+                repos = _graphql(port, REPOS_QUERY)["data"]["repositoriesOrError"]["nodes"]
+            except (OSError, KeyError, TypeError):
+                time.sleep(2)
+        assert repos, "dagster dev did not serve the repository within 120 s"
+        selector = {"repositoryLocationName": repos[0]["location"]["name"], "repositoryName": repos[0]["name"],
+                    "sensorName": "new_interactions_sensor"}
+        started = _graphql(port, START_SENSOR, {"selector": selector})["data"]["startSensor"]
+        assert started["__typename"] == "Sensor" and started["sensorState"]["status"] == "RUNNING", started
+        deadline, runs = time.monotonic() + 180, []
+        while time.monotonic() < deadline and not runs:
+            time.sleep(3)
+            runs = _graphql(port, RETRAIN_RUNS)["data"]["runsOrError"]["results"]
+        assert runs, "no retrain run within 180 s of turning the sensor on:\n" + \
+            (tmp_path / "dagster_dev.log").read_text()[-3000:]
+        tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
+        assert tags["dagster/sensor_name"] == "new_interactions_sensor" and tags["dagster/run_key"].startswith("inbox-")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
