@@ -103,8 +103,9 @@ def _imports_pipeline(path: Path) -> bool:
     return False
 
 
-ABOVE_PIPELINE = ("pipeline.py", "runner.py")
-"""pipeline.py itself and runner.py, which drives whole profiles step by step (called by the CLI only)."""
+ABOVE_PIPELINE = ("pipeline.py", "runner.py", "continuous/retrain.py")
+"""pipeline.py itself, runner.py, which drives whole profiles step by step, and continuous/retrain.py, which reruns
+the data steps on new interactions (both called by the CLI and Dagster only)."""
 
 
 def _may_import_pipeline(relative: Path) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 
@@ -16,9 +17,10 @@ def test_project_params_load():
     assert cfg.samples.history_len == 10 and cfg.samples.like_threshold == 3.0
     assert cfg.quality.min_timestamp == dt.date(1990, 1, 1)
     assert cfg.lora.target_modules == ("q_proj", "v_proj") and cfg.alpaca_training.lr == 3e-4
-    # the data protocol in params.yaml is the documented default
-    assert (cfg.data, cfg.samples, cfg.split, cfg.cold_start) == (Config().data, Config().samples, Config().split,
-                                                                   Config().cold_start)
+    # the data protocol in params.yaml is the documented default, except the demo's held-back stream
+    assert cfg.data.stream_holdout == 0.01
+    assert (replace(cfg.data, stream_holdout=0.0), cfg.samples, cfg.split, cfg.cold_start) == (
+        Config().data, Config().samples, Config().split, Config().cold_start)
 
 
 @pytest.mark.parametrize("text, message", [
