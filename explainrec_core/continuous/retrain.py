@@ -143,8 +143,9 @@ def retrain(cfg: Config, root: Path, params_sha256: str = "", log=print) -> dict
     auc_ok = ch["auc"] >= c["auc"] - r.auc_tolerance
     faith_ok = (ch["faithfulness"] or 0.0) >= (c["faithfulness"] or 0.0)
     promote = auc_ok and faith_ok
+    d = metrics["auc_difference"]
     reason = (f"challenger AUC {ch['auc']:.4f} vs champion {c['auc']:.4f} (tolerance {r.auc_tolerance}; paired "
-              f"difference {metrics['auc_difference']['delta']:+.4f} {metrics['auc_difference']['ci95']}), "
+              f"difference {d['delta']:+.4f} [{_num(d['ci95'][0])}, {_num(d['ci95'][1])}]), "
               f"faithfulness {ch['faithfulness']} vs {c['faithfulness']} on {eval_rows.height} newest samples")
     if not promote:
         reason = ("kept the champion: " + ("AUC below the tolerance" if not auc_ok else "lower faithfulness")
@@ -164,6 +165,10 @@ def retrain(cfg: Config, root: Path, params_sha256: str = "", log=print) -> dict
     return report
 
 
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.4f}"
+
+
 def write_report(report: dict, root: Path) -> None:
     """reports/retrain.json and a readable reports/retrain.md (the decision, and both models on the window)."""
     write_json(report, root / paths.RETRAIN_REPORT)
@@ -180,8 +185,8 @@ def write_report(report: dict, root: Path) -> None:
             lines.append(f"| {name} | {r['auc']:.4f} | {r['faithfulness']} | {r['citations']} | "
                          f"{r.get('stance_contradicts_answer')} |")
         d = m["auc_difference"]
-        lines += ["", f"Challenger - champion AUC: {d['delta']:+.4f}, 95% paired interval {d['ci95']} "
-                      f"({d['verdict']})."]
+        lines += ["", f"Challenger - champion AUC: {d['delta']:+.4f}, 95% paired interval "
+                      f"[{_num(d['ci95'][0])}, {_num(d['ci95'][1])}] ({d['verdict']})."]
     lines += ["", "The registry (`explainrec models`) lists every champion and challenger; "
                   "`explainrec models rollback` serves the previous champion."]
     with atomic_path(root / paths.RETRAIN_REPORT.replace(".json", ".md")) as tmp:
