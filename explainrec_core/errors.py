@@ -37,3 +37,7 @@ class QualityGateError(ExplainRecError):
 class StorageError(ExplainRecError):
     """An artifact store or s3:// input is unusable: endpoint down, object or bucket missing, credentials
     rejected, or a download that does not match its manifest. The message names the URI and the endpoint."""
+
+
+class RetrainError(ExplainRecError):
+    """A retrain cannot run (no champion yet, a window without both labels, features that do not fit the fusion)."""

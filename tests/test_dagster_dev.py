@@ -39,6 +39,21 @@ def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
+def _start_dagster_dev(port: int, env: dict, log) -> subprocess.Popen:
+    # Its own session, so the webserver and code-server children can be stopped together.
+    return subprocess.Popen(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen, log) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
 def test_dagster_dev_serves_the_asset_graph(tmp_path):
     port = _free_port()
     home = tmp_path / "dagster_home"
@@ -46,9 +61,7 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(home),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = (tmp_path / "dagster_dev.log").open("w")
-    # Its own session, so the webserver and code-server children can be stopped together.
-    proc = subprocess.Popen(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = _start_dagster_dev(port, env, log)
     try:
         deadline, nodes = time.monotonic() + 120, None
         while time.monotonic() < deadline and nodes is None:
@@ -71,12 +84,7 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path):
         assert schedules["nightly_retrain"]["cronSchedule"] == Config().retrain.cron
         assert {"retrain", "full_pipeline"} <= jobs
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        _stop(proc, log)
 
 
 REPOS_QUERY = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
@@ -100,8 +108,7 @@ def test_turning_the_sensor_on_launches_the_retrain_job(tmp_path, ml100k_raw):
     env = {**os.environ, "DAGSTER_HOME": str(home), "EXPLAINREC_ROOT": str(project),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = (tmp_path / "dagster_dev.log").open("w")
-    proc = subprocess.Popen(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = _start_dagster_dev(port, env, log)
     try:
         deadline, repos = time.monotonic() + 120, None
         while time.monotonic() < deadline and not repos:
@@ -124,9 +131,4 @@ def test_turning_the_sensor_on_launches_the_retrain_job(tmp_path, ml100k_raw):
         tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
         assert tags["dagster/sensor_name"] == "new_interactions_sensor" and tags["dagster/run_key"].startswith("inbox-")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        _stop(proc, log)

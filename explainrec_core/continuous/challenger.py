@@ -18,7 +18,7 @@ from explainrec_core import paths
 from explainrec_core.attribution.faithfulness import faithfulness, stance_agreement
 from explainrec_core.attribution.response_text import clean_response
 from explainrec_core.config import Config
-from explainrec_core.continuous.retrain import RetrainError
+from explainrec_core.errors import RetrainError
 from explainrec_core.evaluation.generation import explain_after_answer
 from explainrec_core.evaluation.paired import auc_difference
 from explainrec_core.evaluation.scoring import auc, score_yes

@@ -32,7 +32,7 @@ from explainrec_core import paths, pipeline
 from explainrec_core.config import Config
 from explainrec_core.continuous.registry import Registry, RegistryError
 from explainrec_core.data import incoming
-from explainrec_core.errors import ExplainRecError, QualityGateError
+from explainrec_core.errors import QualityGateError, RetrainError
 from explainrec_core.io import atomic_path, write_json
 
 REBUILD = ("ingest", "samples", "cold_start_sets", "item_attributes", "preference_attributions",
@@ -40,10 +40,6 @@ REBUILD = ("ingest", "samples", "cold_start_sets", "item_attributes", "preferenc
 """The steps whose tables change with new interactions and that the champion's prompts and features read."""
 GATES_AFTER = {"cold_start_sets": "validate", "item_features": "validate_item_features"}
 KEY = ["user_id", "item_id", "timestamp"]
-
-
-class RetrainError(ExplainRecError):
-    """The retrain cannot run (no champion yet, a window without both labels, features that do not fit)."""
 
 
 def _sha256(path: Path) -> str:
