@@ -207,6 +207,27 @@ class ChatRecConfig:
 
 
 @dataclass(frozen=True)
+class RatingConfig:
+    """The rating-prediction task's reference model (rating/biased_mf.py, steps/rating_steps.py): biased MF by ALS.
+    Defaults chosen on validation RMSE (scripts/tune_rating.py; its grid and figures are in BiasedMFConfig's doc)."""
+
+    dim: int = 16
+    """Latent factors of biased MF; 0 = biases only."""
+    reg: float = 10.0
+    """Ridge penalty on the factors."""
+    reg_bias: float = 5.0
+    """Ridge penalty on the user and item biases."""
+    sweeps: int = 10
+    """Alternating-least-squares sweeps."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dim < 0 or self.sweeps < 1 or self.reg < 0 or self.reg_bias < 0:
+            raise ConfigError(f"rating: need dim >= 0, sweeps >= 1 and penalties >= 0 (got dim {self.dim}, "
+                              f"sweeps {self.sweeps}, reg {self.reg}, reg_bias {self.reg_bias})")
+
+
+@dataclass(frozen=True)
 class MetaConfig:
     """Meta-learned adaptation to new users (paper eq. 6; MeLU's split: global item/user encoders, per-user decision
     layers), explainrec_core/knowledge/meta.py."""
@@ -512,6 +533,7 @@ class Config:
     knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
     chatrec: ChatRecConfig = field(default_factory=ChatRecConfig)
+    rating: RatingConfig = field(default_factory=RatingConfig)
     incoming: IncomingConfig = field(default_factory=IncomingConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)

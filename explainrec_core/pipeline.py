@@ -177,6 +177,11 @@ STEPS = (
          gated=True,
          doc="Popularity, BPR-MF, LightGCN, SASRec, content-based, MMGCN and LATTICE, per seed, under the LLM's "
              "protocol."),
+    Step("rating_evaluation", "evaluate", StepFn("rating_steps.run_rating_evaluation"),
+         deps=("samples", "interactions", "items", "rec_prompts"),
+         outs={"rating_scores": paths.RATING_SCORES}, params=("rating", "samples.like_threshold"),
+         metrics=paths.STEP_METRICS["rating_evaluation"],
+         doc="Rating prediction (RMSE / MAE): global mean, biases and biased MF on the LLM's test samples."),
     Step("llm_ranking", "evaluate", StepFn("eval_steps.run_llm_ranking"),
          deps=("base_model", "rec_adapter", "ranking_candidates", "items"),
          outs={"llm_ranking": paths.LLM_RANKING}, params=("ranking",), metrics="reports/llm_ranking.json",
@@ -288,7 +293,7 @@ STEPS = (
     Step("evaluation_report", "evaluate", StepFn("eval_steps.run_evaluation_report"),
          deps=("rec_scores", "baseline_results", "baseline_scores", "baseline_ranking", "llm_ranking", "explain_scores",
                "explanations", "explain_ranking", "item_token_scores", "item_token_ranking", "knowledge_base_scores",
-               "meta_scores", "cross_domain_scores", "chatrec_scores"),
+               "meta_scores", "cross_domain_scores", "chatrec_scores", "rating_scores"),
          outs={"evaluation_report": paths.EVALUATION_MD, "evaluation_html": paths.EVALUATION_HTML},
          params=("baselines", "ranking"), metrics=paths.METRICS,
          plots=(f"{paths.FIGURES}/roc_test.png", f"{paths.FIGURES}/auc_by_method.png"),
@@ -296,7 +301,8 @@ STEPS = (
                         "llm_ranking", "item_attributes", "explain_prompts", "explain_adapter",
                         "explain_adapter_ablation", "explain_evaluation", "item_features", "item_token_adapter",
                         "item_token_evaluation", "explain_item_token_adapter", "preference_knowledge_base",
-                        "baselines", "meta_adaptation", "cross_domain_evaluation", "chatrec_evaluation"),
+                        "baselines", "meta_adaptation", "cross_domain_evaluation", "chatrec_evaluation",
+                        "rating_evaluation"),
          doc="Tables shaped like the paper's, plots, and reports/metrics.json."),
 )
 

@@ -279,3 +279,26 @@ def test_the_true_cold_start_sets_are_paired_with_the_baselines_scores(report, t
     md = (copy / paths.EVALUATION_MD).read_text()
     table_one = md.split("## Table I:")[1].split("## Table II")[0]
     assert "meta_" not in table_one and "meta_maml_second_order (kept on valid)" in md
+
+
+def test_the_rating_task_gets_its_table_with_paired_differences(report, tmp_path):
+    """rating_evaluation's summary (error_summary of real predictions) becomes a table and metrics.json's `rating`."""
+    from explainrec_core.steps.rating_steps import error_summary
+
+    root, _, _ = report
+    copy = tmp_path / "run"
+    shutil.copytree(root, copy)
+    rng = np.random.default_rng(3)
+    stars = rng.integers(1, 6, 300).astype(float)
+    scores = pl.concat([pl.DataFrame({"method": m, "set": "test", "sample_id": np.arange(300), "rating": stars,
+                                      "prediction": stars + rng.normal(scale=s, size=300)})
+                        for m, s in (("global_mean", 1.2), ("biased_mf", 0.9))])
+    upstream = json.loads((copy / "upstream.json").read_text())
+    upstream["rating_evaluation"] = {"sets": error_summary(scores, resamples=200)}
+    metrics = write_report(load_config(copy / "params.yaml"), copy, upstream)
+    assert metrics["rating"]["test"]["n"] == 300
+    md = (copy / paths.EVALUATION_MD).read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| global_mean |"))
+    delta = metrics["rating"]["test"]["methods"]["global_mean"]["vs_biased_mf"]["rmse"]
+    assert delta["verdict"] == "better" and f"{delta['delta']:+.3f}" in row  # higher error: a positive difference
+    assert "Rating prediction" in md

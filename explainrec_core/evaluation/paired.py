@@ -218,6 +218,11 @@ class PairedBootstrap:
         self._check(scored, needs_labels=False)
         return self._distribution(scored, lambda values, w: (w @ values) / w.sum(axis=1))
 
+    def root_mean(self, scored: Scored) -> Distribution:
+        """The square root of the mean of a per-sample value: RMSE from per-sample squared errors."""
+        self._check(scored, needs_labels=False)
+        return self._distribution(scored, lambda values, w: np.sqrt((w @ values) / w.sum(axis=1)))
+
 
 def auc_with_ci(frame: pl.DataFrame, resamples: int = RESAMPLES, seed: int = 0, score: str = "score") -> Estimate:
     """AUC (mean over seeds) with its 95% bootstrap interval; rows (sample_id, label, score[, seed])."""
