@@ -54,6 +54,9 @@ META_SCORES = "data/scores/meta_scores.parquet"  # every variant's P(like) on th
 CROSS_DOMAIN_PROMPTS = "data/prompts/cross_domain_prompts.parquet"  # TALLRec prompts of the cross-domain sets
 CROSS_DOMAIN_ADAPTER = "models/cross_domain_adapter"  # the TALLRec recipe trained on the source domain only
 CROSS_DOMAIN_SCORES = "data/scores/cross_domain_scores.parquet"  # every method's scores of the held-out domain
+MULTITASK_ADAPTER = "models/multitask_adapter"  # the TALLRec recipe trained on preference + rating prediction
+MULTITASK_SCORES = "data/scores/multitask_scores.parquet"  # its P(Yes) on the test and cold-start samples
+MULTITASK_RATINGS = "data/scores/multitask_ratings.parquet"  # its expected star rating of the test samples
 RATING_SCORES = "data/scores/rating_scores.parquet"  # every rating model's predicted stars (rating_evaluation)
 CHATREC_SCORES = "data/scores/chatrec_scores.parquet"  # Chat-REC's P(Yes) on the LLM's test and cold-start samples
 INCOMING_ACCEPTED = "${incoming.uri}/accepted"  # accepted new interactions (data/incoming.py), read by ingest
@@ -84,6 +87,8 @@ STEP_METRICS = {
     "cross_domain_evaluation": "reports/cross_domain_evaluation.json",
     "chatrec_evaluation": "reports/chatrec_evaluation.json",
     "rating_evaluation": "reports/rating_evaluation.json",
+    "multitask_adapter": "reports/models/multitask_adapter.json",
+    "multitask_evaluation": "reports/multitask_evaluation.json",
 }
 
 

@@ -30,7 +30,7 @@ ITEM_TOKEN_STEPS = ("item_features", "item_token_adapter", "item_token_evaluatio
 CROSS_DOMAIN_STEPS = ("cross_domain_sets", "cross_domain_prompts", "cross_domain_adapter", "cross_domain_evaluation")
 EVAL_STEPS = ("ranking_candidates", "item_attributes", "item_features", "baselines", "llm_ranking", *EXPLAIN_STEPS,
               "explain_evaluation", *ITEM_TOKEN_STEPS[1:], *CROSS_DOMAIN_STEPS, "chatrec_evaluation",
-              "evaluation_report")
+              "rating_evaluation", "multitask_adapter", "multitask_evaluation", "evaluation_report")
 CROSS_DOMAIN_METHODS = {"tallrec_lora_cross_domain", "knowledge_base_cross_domain"}
 
 
@@ -91,7 +91,7 @@ def test_report_and_metrics(trained):
     metrics = json.loads((root / paths.METRICS).read_text())
     assert set(metrics["methods"]) == {"tallrec_lora", "explainrec", "explainrec_no_attribution",
                                        "tallrec_item_tokens", "explainrec_item_tokens", "popularity", "bpr",
-                                       "chat_rec", *CROSS_DOMAIN_METHODS}
+                                       "chat_rec", "tallrec_multitask", *CROSS_DOMAIN_METHODS}
     assert metrics["sample_counts"]["test"] == 16 and metrics["seeds"]["baselines"] == [0, 1]
     bpr = metrics["methods"]["bpr"]
     assert bpr["test_auc"]["n_seeds"] == 2 and 0 <= bpr["test_auc"]["mean"] <= 1 and bpr["ndcg@10"] is not None
@@ -102,7 +102,7 @@ def test_report_and_metrics(trained):
             entry = metrics["methods"][method]["sets"].get(name)
             assert entry is None if method == "explainrec_no_attribution" and name != "test" else \
                 {"auc", "auc_ci95", "best_baseline", "delta_auc_vs_best", "delta_auc_ci95"} <= set(entry)
-        if method != "chat_rec":  # Chat-REC answers Yes/No about one target: it ranks no list
+        if method not in ("chat_rec", "tallrec_multitask"):  # they answer about one target: they rank no list
             assert metrics["methods"][method]["ranking_lists"]["llm_lists"]["n"] == 2
     assert metrics["methods"]["tallrec_lora"]["sets"]["test"]["auc"] == stats["rec_evaluation"]["test"]["auc"]
     md = (root / paths.EVALUATION_MD).read_text()
@@ -112,6 +112,28 @@ def test_report_and_metrics(trained):
     assert page.count("data:image/png;base64,") == 6 and 'src="http' not in page  # self-contained
     assert (root / "reports/figures/cold_start_curve.png").is_file()
     assert (root / "reports/figures/roc_test.png").stat().st_size > 5000
+
+
+def test_the_multitask_model_learns_both_tasks_and_is_paired_with_its_single_task_twin(trained):
+    """One LoRA, two tasks (Yes/No + a verbalised star rating) on the same training samples as the TALLRec recipe;
+    its ratings sit in the rating table, paired with biased MF on the LLM's test samples; Table II compares it
+    with the single-task recipe."""
+    root, stats = trained
+    adapter = stats["multitask_adapter"]
+    assert adapter["examples"]["preference"] == adapter["examples"]["rating"] == stats["rec_adapter"]["examples"]
+    assert adapter["steps"] == 2 * stats["rec_adapter"]["steps"]  # same epochs, twice the examples
+    ratings = pl.read_parquet(root / paths.MULTITASK_RATINGS)
+    assert ratings.height == 16 and ratings["prediction"].is_between(1.0, 5.0).all()
+    assert ratings["prediction"].n_unique() > 1  # an expectation over the star tokens, not a constant
+    metrics = json.loads((root / paths.METRICS).read_text())
+    test = metrics["rating"]["test"]
+    assert test["n"] == 16 and {"tallrec_multitask", "biased_mf", "global_mean"} <= set(test["methods"])
+    assert "vs_biased_mf" in test["methods"]["tallrec_multitask"]
+    assert metrics["rating"]["test_all"]["n"] > 1000  # the reference models on the whole test split
+    assert "tallrec_multitask" in metrics["vs_full_model"]["auc"]
+    md = (root / paths.EVALUATION_MD).read_text()
+    assert "Rating prediction" in md and "| tallrec_multitask |" in md
+    assert "TALLRec + rating task (multi-task, eq. 10) | rating task added (vs tallrec_lora)" in md
 
 
 def test_attributed_model_and_its_ablation(trained):

@@ -8,7 +8,7 @@ import pytest
 
 from explainrec_core.baselines.base import TrainingData
 from explainrec_core.rating.biased_mf import BiasedMF, BiasedMFConfig, GlobalMean
-from explainrec_core.steps.rating_steps import error_summary
+from explainrec_core.rating.metrics import error_summary
 
 
 def _sample(user: int, item: int, history: list[int], ratings: list[float], rating: float = 3.0) -> dict:

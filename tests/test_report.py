@@ -283,7 +283,7 @@ def test_the_true_cold_start_sets_are_paired_with_the_baselines_scores(report, t
 
 def test_the_rating_task_gets_its_table_with_paired_differences(report, tmp_path):
     """rating_evaluation's summary (error_summary of real predictions) becomes a table and metrics.json's `rating`."""
-    from explainrec_core.steps.rating_steps import error_summary
+    from explainrec_core.rating.metrics import error_summary
 
     root, _, _ = report
     copy = tmp_path / "run"

@@ -25,6 +25,7 @@ from explainrec_core.evaluation.paired import LEVEL, RESAMPLES, Distribution, Pa
 from explainrec_core.evaluation.ranking import positive_ranks
 from explainrec_core.io import atomic_path
 from explainrec_core.plots import plot_auc_intervals, plot_cold_start_curve, plot_roc
+from explainrec_core.rating.metrics import error_summary
 
 __all__ = ["collect_metrics", "main_table", "mean_std", "write_report"]
 
@@ -34,6 +35,7 @@ ABLATION = "explainrec_no_attribution"  # the same without preference attributio
 ITEM_TOKENS = "tallrec_item_tokens"  # the TALLRec recipe's adapter + item tokens (fusion trained, LoRA frozen)
 CHAMPION = "explainrec_item_tokens"  # the attributed model + item tokens (its own fusion, attributed LoRA frozen)
 KNOWLEDGE_BASE = "knowledge_base"  # eq. 5's demographic P(i | u) alone: ExplainRec's zero-shot component, no history
+MULTITASK = "tallrec_multitask"  # the TALLRec recipe trained on preference + rating prediction (eq. 10)
 CHATREC = "chat_rec"  # Chat-REC: the untuned instruction LLM with CF-retrieved candidates (zero-shot)
 CROSS_DOMAIN = "cross_domain"  # the held-out domain's samples (Table III's cross-domain column)
 CROSS_DOMAIN_LLM = "tallrec_lora_cross_domain"  # the TALLRec recipe trained on the source domain only
@@ -45,7 +47,8 @@ VARIANT_METHODS = {"attributed": EXPLAINREC, "no_attribution": ABLATION,  # expl
 ABLATIONS = (("ExplainRec: attribution + item tokens (full model)", CHAMPION, None, None),
              ("w/o item tokens (multi-modal)", EXPLAINREC, CHAMPION, "item tokens"),
              ("w/o preference attribution (text prompt)", ABLATION, EXPLAINREC, "attribution in the prompt"),
-             ("w/o explanations (TALLRec, text prompt)", LLM, EXPLAINREC, "explanation task and prompt"))
+             ("w/o explanations (TALLRec, text prompt)", LLM, EXPLAINREC, "explanation task and prompt"),
+             ("TALLRec + rating task (multi-task, eq. 10)", MULTITASK, LLM, "rating task added"))
 SETS = ("test", "new_user", "new_item")
 LISTS = ("llm_lists", "all_lists")  # the LLM's candidate lists; every list the baselines ranked
 EXAMPLES = 6  # generated explanations shown in the report
@@ -71,7 +74,8 @@ STEP_FILES = {"rec_evaluation": (paths.REC_SCORES,), "llm_ranking": (paths.LLM_R
               "preference_knowledge_base": (paths.KNOWLEDGE_BASE_SCORES,),
               "meta_adaptation": (paths.META_SCORES,),
               "cross_domain_evaluation": (paths.CROSS_DOMAIN_SCORES,),
-              "chatrec_evaluation": (paths.CHATREC_SCORES,)}
+              "chatrec_evaluation": (paths.CHATREC_SCORES,),
+              "multitask_evaluation": (paths.MULTITASK_SCORES, paths.MULTITASK_RATINGS)}
 META_METHODS = {"none": "meta_no_adaptation", "first": "meta_maml_first_order", "second": "meta_maml_second_order"}
 
 
@@ -90,6 +94,7 @@ def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str,
     baselines = _baseline_rows(pl.read_parquet(root / paths.BASELINE_SCORES), "auc")
     meta = _read_if_any(root, paths.META_SCORES, skip)
     chatrec = _read_if_any(root, paths.CHATREC_SCORES, skip)
+    multitask = _read_if_any(root, paths.MULTITASK_SCORES, skip)
     # the true cold-start sets (whole sets: no LLM scores them yet) where the baselines' scores have them
     curve = [name for name in dict.fromkeys(baselines["set"].to_list()) if name not in SETS]
     frames: dict[str, dict[str, pl.DataFrame]] = {s: {} for s in (*SETS, *curve)}
@@ -100,6 +105,9 @@ def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str,
         if item_tokens is not None and llm_set:
             frames[name][ITEM_TOKENS] = item_tokens.filter(pl.col("set") == name).select("sample_id", "label",
                                                                                          score="p_yes")
+        if multitask is not None and llm_set:
+            frames[name][MULTITASK] = multitask.filter(pl.col("set") == name).select("sample_id", "label",
+                                                                                     score="p_yes")
         if chatrec is not None and llm_set:
             frames[name][CHATREC] = chatrec.filter(pl.col("set") == name).select("sample_id", "label", score="p_yes")
         if explain is not None and llm_set:
@@ -257,7 +265,8 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
                     "seeds": [cfg.llm_training.seed], "base_model": base.get("source")})
         methods[LLM] = llm
     methods |= {**_explain_methods(cfg, upstream), **_item_token_method(cfg, upstream),
-                **_knowledge_base_method(upstream), **_meta_methods(upstream), **_chatrec_method(upstream)}
+                **_knowledge_base_method(upstream), **_meta_methods(upstream), **_chatrec_method(upstream),
+                **_multitask_method(cfg, upstream)}
     # sample counts from whichever LLM evaluation ran (all score the same seeded sets)
     counted = evaluation or upstream.get("explain_evaluation", {}).get("attributed", {})
     for method in cfg.baselines.methods:
@@ -315,7 +324,7 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         "seeds": {"baselines": list(cfg.baselines.seeds), "llm": [cfg.llm_training.seed],
                   "samples": cfg.rec_prompts.seed, "ranking": cfg.ranking.seed},
         "methods": methods,
-        "rating": upstream.get("rating_evaluation", {}).get("sets", {}),
+        "rating": _rating(root, upstream, not_run),
         "vs_full_model": paired["vs_full_model"],
         "comparisons": comparisons,
     }
@@ -336,6 +345,31 @@ def _item_token_method(cfg: Config, upstream: dict[str, dict]) -> dict:
                   "inference_ms_per_sample": 1e3 / m["scoring"]["samples_per_s"],
                   "peak_memory_mb": train.get("peak_memory_mb"), "seeds": [cfg.llm_training.seed]})
     return {ITEM_TOKENS: entry}
+
+
+def _multitask_method(cfg: Config, upstream: dict[str, dict]) -> dict:
+    """The multi-task TALLRec model: AUC per set, its rating errors, training and scoring cost."""
+    m, train = upstream.get("multitask_evaluation"), upstream.get("multitask_adapter", {})
+    if not m:
+        return {}
+    return {MULTITASK: {**{f"{name}_auc": m[name]["auc"] for name in SETS if name in m},
+                        "rating_rmse": m.get("rating", {}).get("rmse"), "rating_mae": m.get("rating", {}).get("mae"),
+                        "train_seconds": train.get("train_seconds"),
+                        "inference_ms_per_sample": 1e3 / m["scoring"]["samples_per_s"],
+                        "peak_memory_mb": train.get("peak_memory_mb"), "seeds": [cfg.llm_training.seed]}}
+
+
+def _rating(root: Path, upstream: dict[str, dict], not_run: Collection[str]) -> dict:
+    """The rating table: rating_evaluation's summary, and with the multi-task LLM's ratings of the LLM's test
+    samples, that set recomputed with the LLM paired with the reference models on the same samples."""
+    summary = dict(upstream.get("rating_evaluation", {}).get("sets", {}))
+    llm = _read_if_any(root, paths.MULTITASK_RATINGS, _left_out(not_run))
+    references = _read_if_any(root, paths.RATING_SCORES)
+    if llm is not None and references is not None and summary:
+        test = references.filter(pl.col("set") == "test")
+        if set(test["sample_id"].to_list()) == set(llm["sample_id"].to_list()):
+            summary |= error_summary(pl.concat([test, llm.select(test.columns)]), resamples=RESAMPLES)
+    return summary
 
 
 def _chatrec_method(upstream: dict[str, dict]) -> dict:

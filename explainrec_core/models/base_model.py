@@ -133,17 +133,17 @@ def load_causal_lm(path: Path, dtype: torch.dtype = torch.float32):
     return model
 
 
-def answer_token_ids(tokenizer, prompt_ending: str) -> dict[str, int]:
+def answer_token_ids(tokenizer, prompt_ending: str, answers: tuple[str, ...] = ANSWERS) -> dict[str, int]:
     """The first token of each answer as it follows `prompt_ending` (e.g. "### Response:\\n")."""
     prefix = tokenizer(prompt_ending, add_special_tokens=False)["input_ids"]
     ids = {}
-    for answer in ANSWERS:
+    for answer in answers:
         full = tokenizer(prompt_ending + answer + ".", add_special_tokens=False)["input_ids"]
         if full[: len(prefix)] != prefix or len(full) <= len(prefix):
             raise ModelError(f"tokenizer merges the prompt ending with {answer!r}; cannot score answers")
         ids[answer] = full[len(prefix)]
     if len(set(ids.values())) != len(ids):
-        raise ModelError(f"answers {ANSWERS} start with the same token {ids}; cannot tell them apart")
+        raise ModelError(f"answers {answers} start with the same token {ids}; cannot tell them apart")
     return ids
 
 

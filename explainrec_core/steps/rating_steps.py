@@ -24,12 +24,10 @@ import polars as pl
 from explainrec_core import paths
 from explainrec_core.baselines.base import TrainingData
 from explainrec_core.config import Config
-from explainrec_core.evaluation.paired import PairedBootstrap, Scored
 from explainrec_core.io import write_parquet
 from explainrec_core.rating.biased_mf import BiasedMF, BiasedMFConfig, GlobalMean
+from explainrec_core.rating.metrics import error_summary
 from explainrec_core.steps.data_steps import read_processed
-
-REFERENCE = "biased_mf"
 
 
 def rating_models(cfg: Config) -> dict:
@@ -44,28 +42,6 @@ def _sets(cfg: Config, root: Path, samples: pl.DataFrame) -> dict[str, pl.DataFr
     return {"test": samples.filter(pl.col("sample_id").is_in(llm_test["sample_id"].implode())),
             "test_all": samples.filter(pl.col("split") == "test"),
             "valid": samples.filter(pl.col("split") == "valid")}
-
-
-def error_summary(scores: pl.DataFrame, reference: str = REFERENCE, resamples: int = 2000) -> dict:
-    """Per set and method: RMSE and MAE with 95% intervals and, against `reference`, the paired differences.
-    `scores`: rows (method, set, sample_id, rating, prediction)."""
-    summary: dict = {}
-    for name in scores["set"].unique(maintain_order=True).to_list():
-        part = scores.filter(pl.col("set") == name).with_columns(
-            (pl.col("prediction") - pl.col("rating")).pow(2).alias("sq"),
-            (pl.col("prediction") - pl.col("rating")).abs().alias("abs"))
-        scored = {m: part.filter(pl.col("method") == m) for m in part["method"].unique(maintain_order=True)}
-        boot = PairedBootstrap(Scored.from_frame(next(iter(scored.values())), "sq", label=None), resamples)
-        dists = {m: {"rmse": boot.root_mean(Scored.from_frame(f, "sq", label=None)),
-                     "mae": boot.mean(Scored.from_frame(f, "abs", label=None))} for m, f in scored.items()}
-        out = {}
-        for m, d in dists.items():
-            out[m] = {k: {"value": e.value, "ci95": list(e.ci95)} for k, e in
-                      ((k, v.estimate()) for k, v in d.items())}
-            if reference in dists and m != reference:
-                out[m]["vs_" + reference] = {k: d[k].minus(dists[reference][k]).to_dict() for k in d}
-        summary[name] = {"n": boot.n, "methods": out}
-    return summary
 
 
 def run_rating_evaluation(cfg: Config, root: Path) -> dict:

@@ -1,0 +1,123 @@
+"""The multi-task TALLRec model (paper eq. 10, first step): one LoRA trained on preference prediction (Yes/No) and
+rating prediction (a verbalised star rating, rating/llm_rating.py) at once.
+
+Compared like with like: the TALLRec recipe's own adapter (`rec_adapter`) is the single-task model. Both start from
+the same stage-1 adapter, see the same few-shot training samples and validation samples, use the one `llm_training`
+schedule (same epochs, batch, lr, evaluation interval, patience) and are selected on the same validation AUC. The
+one difference is the rating task: every training sample also gives a rating example (its star rating), so an epoch
+holds twice the examples (and optimizer steps).
+
+Task sampler: the two tasks' examples are pooled and the engine's seeded per-epoch shuffle orders them, so each
+batch draws its tasks at random in proportion to their example counts (1:1 here) and every example is seen once
+per epoch. Task weights are equal (each example's answer-token loss counts once); adaptive weights (eq. 11) act on
+the attributed model's joint loss (training/task_weights.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from explainrec_core import paths
+from explainrec_core.config import Config
+from explainrec_core.evaluation.scoring import auc
+from explainrec_core.io import write_parquet
+from explainrec_core.models import adapters
+from explainrec_core.progress import progress_bar
+from explainrec_core.prompts import quote_item
+from explainrec_core.rating.llm_rating import expected_ratings, rating_prompt, rating_response, star_token_ids
+from explainrec_core.steps.data_steps import read_processed
+from explainrec_core.steps.llm_steps import (
+    EVAL_SETS,
+    _as_dict,
+    _checkpoint_dir,
+    _finish,
+    _fit,
+    _scorer,
+    _sha256,
+    load_base,
+    score_prompts,
+)
+from explainrec_core.training.examples import encode_all
+
+METHOD = "tallrec_multitask"
+
+
+def rating_prompts(cfg: Config, root: Path, sample_ids: pl.Series, tokenizer) -> pl.DataFrame:
+    """(sample_id, rating, prompt, response, n_history_used) for the given samples, in sample_id order."""
+    items = read_processed(cfg, root, "items")
+    titles = {r["item_id"]: quote_item(r["title"], r["year"]) for r in items.iter_rows(named=True)}
+    rows = read_processed(cfg, root, "samples").filter(pl.col("sample_id").is_in(sample_ids.implode()))
+
+    def count(text: str) -> int:
+        return len(tokenizer(text)["input_ids"])
+
+    out = []
+    for r in rows.sort("sample_id").iter_rows(named=True):
+        history = [(titles[i], x) for i, x in zip(r["history_item_ids"], r["history_ratings"], strict=True)]
+        prompt, used = rating_prompt(history, titles[r["item_id"]], count, cfg.llm_training.cutoff)
+        out.append({"sample_id": r["sample_id"], "rating": float(r["rating"]), "prompt": prompt,
+                    "response": rating_response(r["rating"]), "n_history_used": used})
+    return pl.DataFrame(out, schema={"sample_id": pl.Int64, "rating": pl.Float64, "prompt": pl.String,
+                                     "response": pl.String, "n_history_used": pl.Int64})
+
+
+def run_multitask_adapter(cfg: Config, root: Path) -> dict:
+    info, model, tokenizer = load_base(root)
+    prompts = pl.read_parquet(root / paths.REC_PROMPTS)
+    train_rows, valid_rows = (prompts.filter(pl.col("set") == s) for s in ("train", "valid"))
+    ratings = rating_prompts(cfg, root, train_rows["sample_id"], tokenizer)
+    rec_examples, rec_skipped = encode_all(tokenizer, zip(train_rows["prompt"], train_rows["response"], strict=True),
+                                           cfg.llm_training.cutoff)
+    rating_examples, rating_skipped = encode_all(tokenizer, zip(ratings["prompt"], ratings["response"], strict=True),
+                                                 cfg.llm_training.cutoff)
+    lora_model = adapters.load_adapter(model, root / paths.ALPACA_ADAPTER, trainable=True)
+    evaluate = _scorer(tokenizer, info["answer_token_ids"], valid_rows["prompt"].to_list(),
+                       valid_rows["label"].to_list(), cfg.evaluation.batch_size)
+    samples_file = paths.resolve(paths.processed("samples"), cfg, root)
+    ckpt = _checkpoint_dir(root, "multitask_adapter", info, cfg.llm_training, _sha256(root / paths.REC_PROMPTS),
+                           _sha256(samples_file), _sha256(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
+    result = _fit("multitask_adapter", lora_model, tokenizer, rec_examples + rating_examples, cfg.llm_training, ckpt,
+                  evaluate=evaluate)
+    card = {"name": "multitask_adapter",
+            "description": "The TALLRec recipe trained on two tasks at once: Yes/No preference prediction and a "
+                           "verbalised 1-5 star rating of the same training samples (paper eq. 10).",
+            "base_model": info["source"], "base_model_source": info,
+            "data": {"file": paths.REC_PROMPTS, "sha256": _sha256(root / paths.REC_PROMPTS),
+                     "tasks": {"preference": len(rec_examples), "rating": len(rating_examples)},
+                     "skipped_longer_than_cutoff": {"preference": rec_skipped, "rating": rating_skipped},
+                     "valid_samples": valid_rows.height},
+            "lora": _as_dict(cfg.lora), "training": _as_dict(cfg.llm_training),
+            "metrics": {"best_valid_auc": result.best_metric, "best_step": result.best_step,
+                        "valid_auc_by_step": result.evals}}
+    summary = _finish("multitask_adapter", paths.MULTITASK_ADAPTER, lora_model, result, card, root, ckpt, model)
+    return {**summary, "examples": {"preference": len(rec_examples), "rating": len(rating_examples)},
+            "skipped_longer_than_cutoff": rec_skipped + rating_skipped, "valid_auc": result.best_metric,
+            "task_sampler": "pooled, seeded shuffle per epoch (1:1)"}
+
+
+def run_multitask_evaluation(cfg: Config, root: Path) -> dict:
+    """P(Yes) on the test and cold-start samples (as rec_evaluation) and the expected star rating of the test
+    samples (paired with biased MF in the report's rating table)."""
+    info, model, tokenizer = load_base(root)
+    model = adapters.load_adapter(model, root / paths.MULTITASK_ADAPTER)
+    prompts = pl.read_parquet(root / paths.REC_PROMPTS).filter(pl.col("set").is_in(EVAL_SETS))
+    scores, speed = score_prompts(model, tokenizer, info, prompts, cfg.evaluation.batch_size, "multitask_evaluation")
+    write_parquet(scores, root / paths.MULTITASK_SCORES)
+    test_ids = prompts.filter(pl.col("set") == "test")["sample_id"]
+    rating_rows = rating_prompts(cfg, root, test_ids, tokenizer)
+    with progress_bar(rating_rows.height, "multitask_evaluation: rating") as advance:
+        predicted = expected_ratings(model, tokenizer, rating_rows["prompt"].to_list(), star_token_ids(tokenizer),
+                                     cfg.evaluation.batch_size, on_batch=advance)
+    ratings = rating_rows.select("sample_id", "rating").with_columns(
+        pl.lit(METHOD).alias("method"), pl.lit("test").alias("set"), pl.Series("prediction", predicted))
+    write_parquet(ratings.select("method", "set", "sample_id", "rating", "prediction"),
+                  root / paths.MULTITASK_RATINGS)
+    metrics: dict = {name: {"auc": auc(part["label"].to_list(), part["p_yes"].to_list()), "n": part.height}
+                     for name in EVAL_SETS for part in [scores.filter(pl.col("set") == name)]}
+    error = ratings["prediction"] - ratings["rating"]
+    metrics["rating"] = {"n": ratings.height, "rmse": float((error ** 2).mean() ** 0.5),
+                         "mae": float(error.abs().mean())}
+    metrics["scoring"] = speed
+    return metrics
