@@ -122,6 +122,10 @@ def test_the_multitask_model_learns_both_tasks_and_is_paired_with_its_single_tas
     adapter = stats["multitask_adapter"]
     assert adapter["examples"]["preference"] == adapter["examples"]["rating"] == stats["rec_adapter"]["examples"]
     assert adapter["steps"] == 2 * stats["rec_adapter"]["steps"]  # same epochs, twice the examples
+    # selected on both tasks: every evaluation scored the validation AUC and the validation rating RMSE
+    parts = adapter["valid_parts_by_evaluation"]
+    assert len(parts) >= adapter["steps"] and all(0 <= p["valid_auc"] <= 1 and 0 < p["valid_rmse"] < 4 for p in parts)
+    assert adapter["valid_rmse_of_training_mean"] > 0
     ratings = pl.read_parquet(root / paths.MULTITASK_RATINGS)
     assert ratings.height == 16 and ratings["prediction"].is_between(1.0, 5.0).all()
     assert ratings["prediction"].n_unique() > 1  # an expectation over the star tokens, not a constant
