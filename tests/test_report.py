@@ -300,5 +300,5 @@ def test_the_rating_task_gets_its_table_with_paired_differences(report, tmp_path
     md = (copy / paths.EVALUATION_MD).read_text()
     row = next(line for line in md.splitlines() if line.startswith("| global_mean |"))
     delta = metrics["rating"]["test"]["methods"]["global_mean"]["vs_biased_mf"]["rmse"]
-    assert delta["verdict"] == "better" and f"{delta['delta']:+.3f}" in row  # higher error: a positive difference
+    assert delta["verdict"] == "higher error" and f"{delta['delta']:+.3f}" in row  # a positive difference
     assert "Rating prediction" in md

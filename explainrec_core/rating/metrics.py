@@ -26,6 +26,13 @@ def error_summary(scores: pl.DataFrame, reference: str = REFERENCE, resamples: i
             out[m] = {k: {"value": e.value, "ci95": list(e.ci95)} for k, e in
                       ((k, v.estimate()) for k, v in d.items())}
             if reference in dists and m != reference:
-                out[m]["vs_" + reference] = {k: d[k].minus(dists[reference][k]).to_dict() for k in d}
+                out[m]["vs_" + reference] = {k: _error_verdict(d[k].minus(dists[reference][k]).to_dict()) for k in d}
         summary[name] = {"n": boot.n, "methods": out}
     return summary
+
+
+def _error_verdict(diff: dict) -> dict:
+    """For an error metric a positive difference is worse: say "higher error" / "lower error" (interval excludes 0)
+    instead of the AUC-minded "better" / "worse" of paired.Difference."""
+    verdict = {"better": "higher error", "worse": "lower error"}.get(diff["verdict"], diff["verdict"])
+    return {**diff, "verdict": verdict}
