@@ -51,7 +51,16 @@ class IncomingConfig:
     """New interactions after the initial ingest (explainrec_core/data/incoming.py)."""
 
     uri: str = "data/incoming"
-    """The inbox folder, relative to the project root (files in the dataset's ratings format; ml-100k so far)."""
+    """The inbox folder, relative to the project root (files in the dataset's own ratings format: ml-100k u.data
+    lines, ml-25m ratings.csv, amazon-* review JSON lines)."""
+    remote_uri: str = ""
+    """Optional s3://bucket/prefix drop box: files uploaded directly under it are pulled into `uri` and processed
+    there, then moved to processed/ or quarantine/ under the prefix (data/incoming_s3.py). The endpoint and
+    retries are the `storage` section's; credentials come from the AWS chain."""
+
+    def __post_init__(self) -> None:
+        if self.remote_uri and not self.remote_uri.startswith("s3://"):
+            raise ConfigError(f"incoming.remote_uri must be an s3:// prefix (or empty), got {self.remote_uri!r}")
 
 
 @dataclass(frozen=True)

@@ -66,16 +66,23 @@ retrain_job = dg.define_asset_job("retrain", selection=[model_registry],
                                               "promoted only if it is not worse on the newest window.")
 
 
-def pending_files(cfg: Config, root: Path) -> list[Path]:
-    """Inbox files not yet processed (the inbox's own folders and ledger excluded)."""
+def pending_files(cfg: Config, root: Path) -> list[tuple[str, int]]:
+    """(name, size) of the inbox files not yet processed (its own folders and ledger excluded), and of the objects
+    waiting in the s3:// drop box when `incoming.remote_uri` is set."""
     folder = root / cfg.incoming.uri
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted((p.name, p.stat().st_size) for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+    if cfg.incoming.remote_uri:
+        from explainrec_core.data import incoming_s3
+        from explainrec_core.storage import effective_settings
+
+        box = incoming_s3.open_drop_box(cfg.incoming.remote_uri, effective_settings(cfg.storage))
+        files += [(box.uri(o.key), o.size) for o in incoming_s3.pending_objects(box)]
+    return files
 
 
-def inbox_digest(files: list[Path]) -> str:
-    return hashlib.sha256(json.dumps([[p.name, p.stat().st_size] for p in files]).encode()).hexdigest()[:16]
+def inbox_digest(files: list[tuple[str, int]]) -> str:
+    return hashlib.sha256(json.dumps([list(f) for f in files]).encode()).hexdigest()[:16]
 
 
 def _settings_config() -> tuple[Config, int]:
@@ -90,12 +97,15 @@ _CFG, _INTERVAL = _settings_config()
 
 
 @dg.sensor(job=retrain_job, minimum_interval_seconds=_INTERVAL,
-           description="Launches `retrain` when new files are in the inbox (incoming.uri).")
+           description="Launches `retrain` when new files are in the inbox (incoming.uri) or its s3:// "
+                       "drop box (incoming.remote_uri).")
 def new_interactions_sensor(context: dg.SensorEvaluationContext, settings: ExplainRecSettings):
     cfg, root = settings.config(), settings.root_path
     files = pending_files(cfg, root)
     if not files:
-        return dg.SkipReason(f"no new files in {root / cfg.incoming.uri}")
+        where = root / cfg.incoming.uri
+        return dg.SkipReason(f"no new files in {where}" + (f" or {cfg.incoming.remote_uri}"
+                                                           if cfg.incoming.remote_uri else ""))
     digest = inbox_digest(files)
     if digest == context.cursor:
         return dg.SkipReason(f"already launched for these {len(files)} file(s)")

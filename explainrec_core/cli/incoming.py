@@ -48,7 +48,8 @@ def replay(batches: Annotated[int, typer.Option("--batches", help="Number of inc
         cfg = load_config(params)
         root = Path(".")  # the project root, as for `explainrec run`
         holdout = pl.read_parquet(paths.resolve(paths.processed("stream_holdout"), cfg, root))
-        written = incoming.replay_batches(holdout, root / cfg.incoming.uri, batches, cfg.data.format)
+        tables = {name: pl.read_parquet(paths.resolve(paths.processed(name), cfg, root)) for name in ("users", "items")}
+        written = incoming.replay_batches(holdout, root / cfg.incoming.uri, batches, cfg.data.format, **tables)
     except ExplainRecError as exc:
         raise _fail(exc) from None
     console.print(f"{len(written)} file(s), {holdout.height} rating(s) written to {root / cfg.incoming.uri}")

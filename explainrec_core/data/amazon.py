@@ -125,14 +125,7 @@ def find_files(raw_dir: Path, fmt: str) -> tuple[Path, Path]:
 
 def read_amazon_2014(raw_dir: Path, *, bad_lines: BadLines = "fail") -> AmazonTables:
     reviews_file, meta_file = find_files(raw_dir, "amazon-2014")
-    fields = {"reviewerID": TEXT, "asin": TEXT, "reviewerName": TEXT, "helpful": TEXT_LIST, "reviewText": TEXT,
-              "overall": TEXT, "summary": TEXT, "unixReviewTime": TEXT}
-    df, skipped = jl.read_json_lines(reviews_file, fields, bad_lines=bad_lines)
-    df = df.with_columns(pl.col("helpful").list.first())  # [helpful votes, total votes]
-    df = _common_review_checks(df, reviews_file, "reviewerID", "asin", "overall", "unixReviewTime",
-                               votes="helpful")
-    reviews = df.select(*_std_reviews("reviewerID", "asin", "overall", "unixReviewTime", "reviewText", "summary",
-                                      "helpful"), pl.col("reviewerName").alias("reviewer_name"), LINE)
+    reviews, skipped = _reviews_2014(reviews_file, bad_lines)
     meta_fields = {"asin": TEXT, "title": TEXT, "price": TEXT, "categories": TEXT_LIST, "brand": TEXT,
                    "description": TEXT_LIST}
     meta, meta_skipped = jl.read_json_lines(meta_file, meta_fields, bad_lines=bad_lines, python_literals=True)
@@ -145,14 +138,7 @@ def read_amazon_2014(raw_dir: Path, *, bad_lines: BadLines = "fail") -> AmazonTa
 
 def read_amazon_2018(raw_dir: Path, *, bad_lines: BadLines = "fail") -> AmazonTables:
     reviews_file, meta_file = find_files(raw_dir, "amazon-2018")
-    fields = {"reviewerID": TEXT, "asin": TEXT, "reviewerName": TEXT, "reviewText": TEXT, "overall": TEXT,
-              "summary": TEXT, "unixReviewTime": TEXT, "vote": TEXT, "verified": TEXT}
-    df, skipped = jl.read_json_lines(reviews_file, fields, bad_lines=bad_lines)
-    df = _common_review_checks(df, reviews_file, "reviewerID", "asin", "overall", "unixReviewTime", votes="vote",
-                               verified="verified")
-    reviews = df.select(*_std_reviews("reviewerID", "asin", "overall", "unixReviewTime", "reviewText", "summary",
-                                      "vote"), pl.col("verified"), pl.col("reviewerName").alias("reviewer_name"),
-                        LINE)
+    reviews, skipped = _reviews_2018(reviews_file, bad_lines)
     meta_fields = {"asin": TEXT, "title": TEXT, "category": TEXT_LIST, "brand": TEXT, "description": TEXT_LIST,
                    "price": TEXT, "date": TEXT, "main_cat": TEXT}
     meta, meta_skipped = jl.read_json_lines(meta_file, meta_fields, bad_lines=bad_lines)
@@ -165,16 +151,7 @@ def read_amazon_2018(raw_dir: Path, *, bad_lines: BadLines = "fail") -> AmazonTa
 
 def read_amazon_2023(raw_dir: Path, *, bad_lines: BadLines = "fail") -> AmazonTables:
     reviews_file, meta_file = find_files(raw_dir, "amazon-2023")
-    fields = {"user_id": TEXT, "parent_asin": TEXT, "rating": TEXT, "timestamp": TEXT, "title": TEXT, "text": TEXT,
-              "helpful_vote": TEXT, "verified_purchase": TEXT}
-    df, skipped = jl.read_json_lines(reviews_file, fields, bad_lines=bad_lines)
-    df = _common_review_checks(df, reviews_file, "user_id", "parent_asin", "rating", "timestamp",
-                               votes="helpful_vote", verified="verified_purchase")
-    # Milliseconds: 1e11 ms is 1973, before any Amazon review; smaller values are seconds given by mistake.
-    jl.check_range(df, reviews_file, "timestamp", 10**11, 10**14, " (amazon-2023 timestamps are Unix milliseconds)")
-    df = df.with_columns(pl.col("timestamp") // 1000)
-    reviews = df.select(*_std_reviews("user_id", "parent_asin", "rating", "timestamp", "text", "title",
-                                      "helpful_vote"), pl.col("verified_purchase").alias("verified"), LINE)
+    reviews, skipped = _reviews_2023(reviews_file, bad_lines)
     meta_fields = {"parent_asin": TEXT, "title": TEXT, "categories": TEXT_LIST, "store": TEXT,
                    "description": TEXT_LIST, "price": TEXT, "details": TEXT, "main_category": TEXT}
     meta, meta_skipped = jl.read_json_lines(meta_file, meta_fields, bad_lines=bad_lines)
@@ -185,6 +162,51 @@ def read_amazon_2023(raw_dir: Path, *, bad_lines: BadLines = "fail") -> AmazonTa
                        LINE)
     return _assemble(reviews, meta, meta_file, "parent_asin", {"bad_lines_skipped_reviews": skipped,
                                                                "bad_lines_skipped_metadata": meta_skipped})
+
+
+def read_reviews(path: Path, fmt: str, *, bad_lines: BadLines = "fail") -> tuple[pl.DataFrame, int]:
+    """One review file of format `fmt` alone (no metadata; e.g. new reviews arriving in the inbox): the standard
+    review columns (reviewer_id, item_key = the asin / parent_asin, rating, timestamp in seconds, review_text,
+    summary, helpful_votes, verified where the format has it, reviewer_name where it has it) and the line number;
+    and how many bad lines were skipped. Checked like ingest's reviews (DataError names file, field, lines)."""
+    readers = {"amazon-2014": _reviews_2014, "amazon-2018": _reviews_2018, "amazon-2023": _reviews_2023}
+    if fmt not in readers:
+        raise ValueError(f"not an Amazon format: {fmt!r}")
+    return readers[fmt](path, bad_lines)
+
+
+def _reviews_2014(path: Path, bad_lines: BadLines) -> tuple[pl.DataFrame, int]:
+    fields = {"reviewerID": TEXT, "asin": TEXT, "reviewerName": TEXT, "helpful": TEXT_LIST, "reviewText": TEXT,
+              "overall": TEXT, "summary": TEXT, "unixReviewTime": TEXT}
+    df, skipped = jl.read_json_lines(path, fields, bad_lines=bad_lines)
+    df = df.with_columns(pl.col("helpful").list.first())  # [helpful votes, total votes]
+    df = _common_review_checks(df, path, "reviewerID", "asin", "overall", "unixReviewTime", votes="helpful")
+    return df.select(*_std_reviews("reviewerID", "asin", "overall", "unixReviewTime", "reviewText", "summary",
+                                   "helpful"), pl.col("reviewerName").alias("reviewer_name"), LINE), skipped
+
+
+def _reviews_2018(path: Path, bad_lines: BadLines) -> tuple[pl.DataFrame, int]:
+    fields = {"reviewerID": TEXT, "asin": TEXT, "reviewerName": TEXT, "reviewText": TEXT, "overall": TEXT,
+              "summary": TEXT, "unixReviewTime": TEXT, "vote": TEXT, "verified": TEXT}
+    df, skipped = jl.read_json_lines(path, fields, bad_lines=bad_lines)
+    df = _common_review_checks(df, path, "reviewerID", "asin", "overall", "unixReviewTime", votes="vote",
+                               verified="verified")
+    return df.select(*_std_reviews("reviewerID", "asin", "overall", "unixReviewTime", "reviewText", "summary",
+                                   "vote"), pl.col("verified"), pl.col("reviewerName").alias("reviewer_name"),
+                     LINE), skipped
+
+
+def _reviews_2023(path: Path, bad_lines: BadLines) -> tuple[pl.DataFrame, int]:
+    fields = {"user_id": TEXT, "parent_asin": TEXT, "rating": TEXT, "timestamp": TEXT, "title": TEXT, "text": TEXT,
+              "helpful_vote": TEXT, "verified_purchase": TEXT}
+    df, skipped = jl.read_json_lines(path, fields, bad_lines=bad_lines)
+    df = _common_review_checks(df, path, "user_id", "parent_asin", "rating", "timestamp", votes="helpful_vote",
+                               verified="verified_purchase")
+    # Milliseconds: 1e11 ms is 1973, before any Amazon review; smaller values are seconds given by mistake.
+    jl.check_range(df, path, "timestamp", 10**11, 10**14, " (amazon-2023 timestamps are Unix milliseconds)")
+    df = df.with_columns(pl.col("timestamp") // 1000)
+    return df.select(*_std_reviews("user_id", "parent_asin", "rating", "timestamp", "text", "title",
+                                   "helpful_vote"), pl.col("verified_purchase").alias("verified"), LINE), skipped
 
 
 def _common_review_checks(df: pl.DataFrame, path: Path, user: str, item: str, rating: str, timestamp: str, *,

@@ -1,8 +1,9 @@
 """New interactions arriving after the initial ingest: accepted exactly once, or quarantined whole.
 
 Files dropped into `incoming.uri` (default `data/incoming/`) in the dataset's own ratings format (ml-100k: u.data
-lines `user<TAB>item<TAB>rating<TAB>timestamp`; ml-25m: ratings.csv files with their header; Amazon review files
-are not read yet) are handled by `process_incoming`, file by file in name order:
+lines `user<TAB>item<TAB>rating<TAB>timestamp`; ml-25m: ratings.csv files with their header; amazon-*: review JSON
+lines of the format, see incoming_amazon.py) are handled by `process_incoming`, file by file in name order. With
+`incoming.remote_uri` set, files dropped under an s3:// prefix are pulled into the inbox first (incoming_s3.py).
 
 - a file whose content hash is in the ledger (`.ledger.json`) was handled before: skipped;
 - the file is checked with the same raw checks as ingest (columns, numbers, rating range, no repeated key, known
@@ -35,6 +36,7 @@ from pathlib import Path
 import polars as pl
 
 from explainrec_core import paths
+from explainrec_core.data import incoming_amazon
 from explainrec_core.data import rawcheck as rc
 from explainrec_core.data.movielens import ML100K_RATING_RANGE, finish_interactions, read_ratings_csv
 from explainrec_core.errors import ConfigError, DataError
@@ -43,7 +45,7 @@ from explainrec_core.io import atomic_path, write_json, write_parquet
 KEY = ("user_id", "item_id", "timestamp")
 COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 LEDGER, ACCEPTED, QUARANTINE, PROCESSED = ".ledger.json", "accepted", "quarantine", "processed"
-FORMATS = ("ml-100k", "ml-25m")  # incoming formats read so far (u.data lines; ratings.csv with its header)
+FORMATS = ("ml-100k", "ml-25m", *incoming_amazon.FORMATS)  # u.data lines; ratings.csv; review JSON lines
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,17 @@ def read_ledger(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def read_incoming_file(path: Path, fmt: str, items: pl.DataFrame, items_file: Path) -> pl.DataFrame:
-    """The file's ratings (COLUMNS), after ingest's raw checks; DataError names file, column, lines and values."""
+def read_incoming_file(path: Path, fmt: str, items: pl.DataFrame, items_file: Path,
+                       known_users: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The file's ratings (COLUMNS; Amazon files also their review columns and reviewer_id), after ingest's raw
+    checks; DataError names file, column, lines and values. known_users: (user_id, reviewer_id) of the reviewers
+    with an id already (Amazon formats only)."""
     if fmt not in FORMATS:
         raise ConfigError(f"incoming files in format {fmt!r} are not read yet; formats: {list(FORMATS)}")
+    if fmt in incoming_amazon.FORMATS:
+        if known_users is None:
+            raise ConfigError("incoming Amazon reviews need the known reviewers (users table) to map their ids")
+        return incoming_amazon.read_incoming_reviews(path, fmt, items, items_file, known_users)
     if fmt == "ml-25m":  # ratings.csv: userId,movieId,rating,timestamp with a header (ingest's own reader)
         return read_ratings_csv(path, items, items_file).select(COLUMNS)
     raw = rc.read_delimited(path, list(COLUMNS), separator="\t", has_header=False, quote_char=None)
@@ -87,18 +96,34 @@ def read_incoming_file(path: Path, fmt: str, items: pl.DataFrame, items_file: Pa
 
 
 def accepted_ratings(folder: Path) -> pl.DataFrame:
-    """Every accepted file's rows (COLUMNS), oldest file first; empty when none."""
+    """Every accepted file's rows (COLUMNS, and an Amazon file's review columns and reviewer_id), in file-name
+    order; empty when none."""
     files = sorted((folder / ACCEPTED).glob("*.parquet"))
     empty = pl.DataFrame(schema={"user_id": pl.Int64, "item_id": pl.Int64, "rating": pl.Float64,
                                  "timestamp": pl.Int64})
-    return pl.concat([empty, *(pl.read_parquet(f).select(COLUMNS) for f in files)])
+    return pl.concat([empty, *(pl.read_parquet(f) for f in files)], how="diagonal_relaxed")
+
+
+def known_reviewers(users: pl.DataFrame, accepted: list[Path]) -> pl.DataFrame | None:
+    """(user_id, reviewer_id) of every reviewer with an id (users table + accepted files); None without
+    reviewer ids (MovieLens)."""
+    if "reviewer_id" not in users.columns:
+        return None
+    parts = [users.select("user_id", "reviewer_id")]
+    for f in accepted:
+        frame = pl.read_parquet(f)
+        if "reviewer_id" in frame.columns:
+            parts.append(frame.select("user_id", "reviewer_id"))
+    return pl.concat(parts).unique("reviewer_id", keep="first", maintain_order=True)
 
 
 def process_incoming(folder: Path, fmt: str, interactions: pl.DataFrame, items: pl.DataFrame, items_file: Path,
-                     check: Callable[[pl.DataFrame, Path], str | None] | None = None) -> list[FileResult]:
+                     check: Callable[[pl.DataFrame, Path], str | None] | None = None,
+                     users: pl.DataFrame | None = None) -> list[FileResult]:
     """Handle every file directly in `folder` (module docstring); `interactions` is the current table. `check`
     (the CLI passes ingest's GX interactions suite) returns why the parsed rows fail, or None: such a file is
-    quarantined like one that fails the raw checks."""
+    quarantined like one that fails the raw checks. `users` (the users table) is needed for Amazon formats: new
+    reviewers get ids after the known ones."""
     results = []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         digest, ledger = sha256(path), read_ledger(folder)
@@ -106,8 +131,11 @@ def process_incoming(folder: Path, fmt: str, interactions: pl.DataFrame, items: 
             _move(path, folder / PROCESSED)
             results.append(FileResult(path.name, "seen before"))
             continue
+        accepted_file = folder / ACCEPTED / f"{digest[:12]}.parquet"
+        others = [f for f in sorted((folder / ACCEPTED).glob("*.parquet")) if f != accepted_file]
         try:
-            rows = read_incoming_file(path, fmt, items, items_file)
+            reviewers = known_reviewers(users, others) if users is not None else None
+            rows = read_incoming_file(path, fmt, items, items_file, reviewers)
         except DataError as exc:
             _quarantine(path, folder, str(exc))
             results.append(FileResult(path.name, "quarantined", reason=str(exc)))
@@ -117,8 +145,6 @@ def process_incoming(folder: Path, fmt: str, interactions: pl.DataFrame, items: 
             _quarantine(path, folder, failed)
             results.append(FileResult(path.name, "quarantined", reason=failed))
             continue
-        accepted_file = folder / ACCEPTED / f"{digest[:12]}.parquet"
-        others = [f for f in sorted((folder / ACCEPTED).glob("*.parquet")) if f != accepted_file]
         known = pl.concat([interactions.select(KEY), *(pl.read_parquet(f).select(KEY) for f in others)])
         new = rows.join(known, on=list(KEY), how="anti").sort("user_id", "timestamp", "item_id")
         users_known = pl.concat([interactions["user_id"], *(pl.read_parquet(f)["user_id"] for f in others)])
@@ -142,8 +168,11 @@ def with_accepted(interactions: pl.DataFrame, users: pl.DataFrame,
         list(KEY), keep="first", maintain_order=True)
     if extra.is_empty():
         return interactions, users, 0
-    combined = pl.concat([interactions, extra], how="diagonal_relaxed").sort("user_id", "timestamp", "item_id")
-    new_users = extra.select("user_id").unique().join(users.select("user_id"), on="user_id", how="anti")
+    user_columns = [c for c in ("user_id", "reviewer_id") if c in extra.columns and c in users.columns]
+    combined = pl.concat([interactions, extra.select(c for c in extra.columns if c in interactions.columns)],
+                         how="diagonal_relaxed").sort("user_id", "timestamp", "item_id")
+    new_users = (extra.select(user_columns).unique("user_id", keep="first", maintain_order=True)
+                 .join(users.select("user_id"), on="user_id", how="anti"))
     users = pl.concat([users, new_users], how="diagonal_relaxed").sort("user_id")
     return combined, users, extra.height
 
@@ -158,9 +187,11 @@ def hold_out_newest(interactions: pl.DataFrame, share: float) -> tuple[pl.DataFr
     return kept.sort("user_id", "timestamp", "item_id"), out
 
 
-def replay_batches(holdout: pl.DataFrame, folder: Path, batches: int, fmt: str = "ml-100k") -> list[Path]:
+def replay_batches(holdout: pl.DataFrame, folder: Path, batches: int, fmt: str = "ml-100k",
+                   users: pl.DataFrame | None = None, items: pl.DataFrame | None = None) -> list[Path]:
     """The held-out ratings as `batches` incoming files in time order, in the dataset's format (u.data lines,
-    replay-0001.data...; ml-25m: ratings.csv files, replay-0001.csv...); rewriting a batch gives the same bytes, so
+    replay-0001.data...; ml-25m: ratings.csv files, replay-0001.csv...; amazon-*: review JSON lines with the
+    original ids, replay-0001.json(l), which need `users` and `items`); rewriting a batch gives the same bytes, so
     the ledger skips one processed before."""
     if fmt not in FORMATS:
         raise ConfigError(f"incoming files in format {fmt!r} are not read yet; formats: {list(FORMATS)}")
@@ -174,7 +205,12 @@ def replay_batches(holdout: pl.DataFrame, folder: Path, batches: int, fmt: str =
         if part.is_empty():
             break
         rows = part.select(COLUMNS).iter_rows()
-        if fmt == "ml-25m":
+        if fmt in incoming_amazon.FORMATS:
+            if users is None or items is None:
+                raise ConfigError("replaying Amazon reviews needs the users and items tables (original ids)")
+            target = folder / f"replay-{b + 1:04d}.{'jsonl' if fmt == 'amazon-2023' else 'json'}"
+            lines = "".join(line + "\n" for line in incoming_amazon.replay_lines(part, fmt, users, items))
+        elif fmt == "ml-25m":
             target = folder / f"replay-{b + 1:04d}.csv"
             lines = "userId,movieId,rating,timestamp\n" + "".join(f"{u},{i},{r:g},{t}\n" for u, i, r, t in rows)
         else:
@@ -219,8 +255,17 @@ def process_inbox(cfg, root: Path) -> list[FileResult]:
     items = pl.read_parquet(items_file)
     users = pl.read_parquet(paths.resolve(paths.processed("users"), cfg, root))
     interactions = pl.read_parquet(paths.resolve(paths.processed("interactions"), cfg, root))
+    drop_box, pulled = None, {}
+    if cfg.incoming.remote_uri:  # an s3:// drop box in front of the inbox (incoming_s3.py)
+        from explainrec_core.data import incoming_s3  # boto3: imported only when a drop box is configured
+        from explainrec_core.storage import effective_settings
+
+        drop_box = incoming_s3.open_drop_box(cfg.incoming.remote_uri, effective_settings(cfg.storage))
+        pulled = incoming_s3.pull(drop_box, folder)
     results = process_incoming(folder, cfg.data.format, interactions, items, items_file,
-                               check=lambda rows, path: gx_failures(cfg, rows, path, items, users))
+                               check=lambda rows, path: gx_failures(cfg, rows, path, items, users), users=users)
+    if drop_box is not None:
+        incoming_s3.settle(drop_box, pulled, {r.name: (r.status, r.reason) for r in results})
     if any(r.appended for r in results) and (Path(root) / ".dvc").is_dir():
         track_with_dvc(Path(root), folder / ACCEPTED)
     return results

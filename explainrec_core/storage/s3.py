@@ -184,6 +184,24 @@ class S3Store(ArtifactStore):
         return ObjectInfo(key, head["ContentLength"], head.get("Metadata", {}).get("sha256", ""),
                           head.get("ETag", "").strip('"'))
 
+    # Plain object operations, for a drop box of files other programs upload (data/incoming_s3.py): no manifests,
+    # no sha256 metadata to verify against.
+    def download(self, key: str, local: Path) -> None:
+        """Download object `key` (relative to the store's prefix) to `local`."""
+        self._download(key, local)
+
+    def write_text(self, text: str, key: str) -> None:
+        with self._errors(key):
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=text.encode("utf-8"),
+                                   ContentType="text/plain; charset=utf-8")
+
+    def move(self, key: str, new_key: str) -> None:
+        """Server-side copy to `new_key`, then delete `key` (S3 has no rename; objects up to 5 GB)."""
+        with self._errors(key):
+            self.client.copy_object(Bucket=self.bucket, Key=self._key(new_key),
+                                    CopySource={"Bucket": self.bucket, "Key": self._key(key)})
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
     def objects(self, prefix: str) -> list[ObjectInfo]:
         """Every object under `prefix` (keys relative to the store's prefix), with size and ETag."""
         full, strip = self._key(prefix), len(self._key(""))
