@@ -237,6 +237,33 @@ class RatingConfig:
 
 
 @dataclass(frozen=True)
+class MultitaskConfig:
+    """The multi-task model (steps/multitask_steps.py, training/multitask_loss.py): how its task losses are summed
+    (paper eq. 10-11). Every micro-batch holds both tasks of the same samples, so every scheme sees both terms at
+    every step."""
+
+    weighting: str = "fixed"
+    """`fixed` (the weights below), `uncertainty` (learned log-variances, torchjd UW) or `dwa` (dynamic weight
+    average, torchjd DWA); training/task_weights.py. Chosen on valid (README, "The multi-task model")."""
+    preference_weight: float = 1.0
+    """fixed: weight of the Yes/No answer loss."""
+    rating_weight: float = 1.0
+    """fixed: weight of the star-rating loss."""
+    dwa_window: int = 4
+    """dwa: optimizer steps per window (a window stands in for DWA's epoch in runs of one epoch)."""
+    dwa_temperature: float = 2.0
+    weighting_lr: float = 0.01
+    """uncertainty: the log-variances' learning rate (trained with the LoRA, no weight decay)."""
+
+    def __post_init__(self) -> None:
+        if self.weighting not in ("fixed", "uncertainty", "dwa") or self.dwa_window < 1 or self.dwa_temperature <= 0:
+            raise ConfigError(f"multitask: weighting among fixed/uncertainty/dwa (got {self.weighting!r}), "
+                              f"dwa_window >= 1 (got {self.dwa_window}), dwa_temperature > 0")
+        if self.preference_weight <= 0 or self.rating_weight <= 0 or self.weighting_lr <= 0:
+            raise ConfigError("multitask: preference_weight, rating_weight and weighting_lr must be > 0")
+
+
+@dataclass(frozen=True)
 class MetaConfig:
     """Meta-learned adaptation to new users (paper eq. 6; MeLU's split: global item/user encoders, per-user decision
     layers), explainrec_core/knowledge/meta.py."""
@@ -543,6 +570,7 @@ class Config:
     meta: MetaConfig = field(default_factory=MetaConfig)
     chatrec: ChatRecConfig = field(default_factory=ChatRecConfig)
     rating: RatingConfig = field(default_factory=RatingConfig)
+    multitask: MultitaskConfig = field(default_factory=MultitaskConfig)
     incoming: IncomingConfig = field(default_factory=IncomingConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)

@@ -26,6 +26,7 @@ import dagster as dg
 
 from explainrec_core import paths
 from explainrec_core.config import Config, load_config
+from explainrec_core.data import incoming
 from explainrec_core.errors import ExplainRecError, StorageError
 from explainrec_dagster.assets import HEAVY_TAG
 from explainrec_dagster.resources import ExplainRecSettings
@@ -69,9 +70,7 @@ retrain_job = dg.define_asset_job("retrain", selection=[model_registry],
 def pending_files(cfg: Config, root: Path) -> list[tuple[str, int]]:
     """(name, size) of the inbox files not yet processed (its own folders and ledger excluded), and of the objects
     waiting in the s3:// drop box when `incoming.remote_uri` is set."""
-    folder = root / cfg.incoming.uri
-    files = sorted((p.name, p.stat().st_size) for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+    files = [(p.name, p.stat().st_size) for p in incoming.pending(root / cfg.incoming.uri)]
     if cfg.incoming.remote_uri:
         from explainrec_core.data import incoming_s3
         from explainrec_core.storage import effective_settings

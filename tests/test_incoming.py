@@ -70,6 +70,9 @@ def test_a_bad_file_is_quarantined_whole_with_its_reason(streamed):
     (inbox / "unknown-item.data").write_text("1\t99999\t4\t893286640\n")
     (inbox / "new-user.data").write_text("9999\t50\t4\t893286641\n")
     (inbox / "future.data").write_text("1\t50\t4\t4102444800\n")  # 2100-01-01: the GX suite's timestamp bound
+    (inbox / "one-field.data").write_text("hello\n")  # one column where u.data has four
+    # DVC's pointer for accepted/ lives in the inbox (`dvc add data/incoming/accepted`): never an incoming file
+    (inbox / "accepted.dvc").write_text("outs:\n- path: accepted\n")
     result = _cli("incoming", "process")
     assert result.exit_code == 0, result.output
     reason = (inbox / "quarantine" / "bad-rating.data.reason.txt").read_text()
@@ -79,6 +82,8 @@ def test_a_bad_file_is_quarantined_whole_with_its_reason(streamed):
     future = (inbox / "quarantine" / "future.data.reason.txt").read_text()
     assert "expect_column_values_to_be_between" in future and "timestamp" in future
     assert "new-user.data: appended 1 rating(s), skipped 0 duplicate(s), 1 new user(s)" in result.output
+    assert "one-field.data: quarantined" in result.output and "accepted.dvc" not in result.output
+    assert (inbox / "accepted.dvc").is_file()
     accepted = incoming.accepted_ratings(inbox)
     assert accepted.rows() == [(9999, 50, 4.0, 893286641)]  # nothing of the bad files
     run_ingest(cfg, root)

@@ -121,7 +121,9 @@ def test_the_multitask_model_learns_both_tasks_and_is_paired_with_its_single_tas
     root, stats = trained
     adapter = stats["multitask_adapter"]
     assert adapter["examples"]["preference"] == adapter["examples"]["rating"] == stats["rec_adapter"]["examples"]
-    assert adapter["steps"] == 2 * stats["rec_adapter"]["steps"]  # same epochs, twice the examples
+    assert adapter["steps"] == stats["rec_adapter"]["steps"]  # same schedule: bundles of both tasks per sample
+    assert adapter["task_weighting"] == "fixed" and len(adapter["task_weights"]) == adapter["steps"]
+    assert (root / adapter["task_weights_plot"]).is_file()
     # selected on both tasks: every evaluation scored the validation AUC and the validation rating RMSE
     parts = adapter["valid_parts_by_evaluation"]
     assert len(parts) >= adapter["steps"] and all(0 <= p["valid_auc"] <= 1 and 0 < p["valid_rmse"] < 4 for p in parts)

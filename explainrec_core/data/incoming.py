@@ -117,6 +117,14 @@ def known_reviewers(users: pl.DataFrame, accepted: list[Path]) -> pl.DataFrame |
     return pl.concat(parts).unique("reviewer_id", keep="first", maintain_order=True)
 
 
+def pending(folder: Path) -> list[Path]:
+    """The inbox's files waiting to be processed, in name order: not hidden (the ledger, partial downloads, DVC's
+    .gitignore) and not DVC pointer files (`dvc add` of accepted/ writes accepted.dvc beside it, in the inbox)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix != ".dvc")
+
+
 def process_incoming(folder: Path, fmt: str, interactions: pl.DataFrame, items: pl.DataFrame, items_file: Path,
                      check: Callable[[pl.DataFrame, Path], str | None] | None = None,
                      users: pl.DataFrame | None = None) -> list[FileResult]:
@@ -125,7 +133,7 @@ def process_incoming(folder: Path, fmt: str, interactions: pl.DataFrame, items: 
     quarantined like one that fails the raw checks. `users` (the users table) is needed for Amazon formats: new
     reviewers get ids after the known ones."""
     results = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for path in pending(folder):
         digest, ledger = sha256(path), read_ledger(folder)
         if digest in ledger:
             _move(path, folder / PROCESSED)

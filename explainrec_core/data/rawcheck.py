@@ -53,7 +53,7 @@ def read_delimited(path: Path, columns: Sequence[str], *, separator: str, has_he
     try:
         df = pl.read_csv(io.BytesIO(data), separator=separator, has_header=has_header, infer_schema=False,
                          quote_char=quote_char, new_columns=None if has_header else list(columns))
-    except (pl.exceptions.ComputeError, pl.exceptions.ShapeError) as exc:
+    except (pl.exceptions.ComputeError, pl.exceptions.ShapeError, pl.exceptions.SchemaError) as exc:
         raise DataError(str(path), f"cannot be parsed as {_OTHER_DELIMITERS.get(separator, separator)}-separated "
                         f"text: {str(exc).splitlines()[0]}", values=[header_line[:120]]) from None
     missing = [c for c in columns if c not in df.columns]

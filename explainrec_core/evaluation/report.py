@@ -635,7 +635,9 @@ def _figures(root: Path, metrics: dict) -> list[Path]:
     if by_k:
         figures.append(plot_cold_start_curve(by_k, root / paths.FIGURES / "cold_start_curve.png"))
     extra = [root / paths.FIGURES / name for name in ("rec_adapter_training.png", "item_token_adapter_training.png",
-                                                       "item_token_modality_weights.png")]
+                                                       "item_token_modality_weights.png",
+                                                       "explain_adapter_task_weights.png",
+                                                       "multitask_adapter_task_weights.png")]
     return figures + [f for f in extra if f.is_file()]
 
 

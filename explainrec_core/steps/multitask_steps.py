@@ -2,15 +2,15 @@
 rating prediction (a verbalised star rating, rating/llm_rating.py) at once.
 
 Compared like with like: the TALLRec recipe's own adapter (`rec_adapter`) is the single-task model. Both start from
-the same stage-1 adapter, see the same few-shot training samples and validation samples, use the one `llm_training`
-schedule (same epochs, batch, lr, evaluation interval, patience) and are selected on the same validation AUC. The
-one difference is the rating task: every training sample also gives a rating example (its star rating), so an epoch
-holds twice the examples (and optimizer steps).
+the same stage-1 adapter, see the same few-shot training samples and validation samples, and use the one
+`llm_training` schedule (same epochs, batch, lr, evaluation interval, patience, and so the same optimizer steps).
+The differences are the rating task (every training sample also gives a rating example, its star rating) and the
+selection criterion below.
 
-Task sampler: the two tasks' examples are pooled and the engine's seeded per-epoch shuffle orders them, so each
-batch draws its tasks at random in proportion to their example counts (1:1 here) and every example is seen once
-per epoch. Task weights are equal (each example's answer-token loss counts once); adaptive weights (eq. 11) act on
-the attributed model's joint loss (training/task_weights.py).
+Task sampler and weights (training/multitask_loss.py): a training unit is a bundle, the sample's Yes/No example
+carrying its rating example, so every micro-batch holds both tasks of the same samples and an epoch has as many
+optimizer steps as the single-task recipe. The two task losses are summed with fixed weights or adaptive ones
+(`multitask.weighting`: torchjd's uncertainty weighting or DWA, eq. 11), recorded per step and plotted.
 
 Model selection (early stopping and the kept weights) uses both tasks: (valid AUC - 0.5) + (1 - valid RMSE / the
 RMSE of predicting the training samples' mean rating), each a skill score over a trivial predictor, equally
@@ -28,6 +28,7 @@ from explainrec_core.config import Config
 from explainrec_core.evaluation.scoring import auc
 from explainrec_core.io import write_parquet
 from explainrec_core.models import adapters
+from explainrec_core.plots import plot_task_weights
 from explainrec_core.progress import progress_bar
 from explainrec_core.prompts import quote_item
 from explainrec_core.rating.llm_rating import expected_ratings, rating_prompt, rating_response, star_token_ids
@@ -43,7 +44,9 @@ from explainrec_core.steps.llm_steps import (
     load_base,
     score_prompts,
 )
-from explainrec_core.training.examples import encode_all
+from explainrec_core.training.engine import Example
+from explainrec_core.training.examples import encode
+from explainrec_core.training.multitask_loss import MultitaskLoss, bundle
 
 METHOD = "tallrec_multitask"
 
@@ -72,10 +75,10 @@ def run_multitask_adapter(cfg: Config, root: Path) -> dict:
     prompts = pl.read_parquet(root / paths.REC_PROMPTS)
     train_rows, valid_rows = (prompts.filter(pl.col("set") == s) for s in ("train", "valid"))
     ratings = rating_prompts(cfg, root, train_rows["sample_id"], tokenizer)
-    rec_examples, rec_skipped = encode_all(tokenizer, zip(train_rows["prompt"], train_rows["response"], strict=True),
-                                           cfg.llm_training.cutoff)
-    rating_examples, rating_skipped = encode_all(tokenizer, zip(ratings["prompt"], ratings["response"], strict=True),
-                                                 cfg.llm_training.cutoff)
+    pairs = train_rows.select("sample_id", "prompt", "response").join(
+        ratings.select("sample_id", pl.col("prompt").alias("rating_prompt"),
+                       pl.col("response").alias("rating_response")), on="sample_id").sort("sample_id")
+    examples, skipped = bundle_examples(tokenizer, pairs, cfg.llm_training.cutoff)
     lora_model = adapters.load_adapter(model, root / paths.ALPACA_ADAPTER, trainable=True)
     valid_auc = _scorer(tokenizer, info["answer_token_ids"], valid_rows["prompt"].to_list(),
                         valid_rows["label"].to_list(), cfg.evaluation.batch_size)
@@ -94,28 +97,49 @@ def run_multitask_adapter(cfg: Config, root: Path) -> dict:
         parts.append({"valid_auc": auc_value, "valid_rmse": rmse})
         return (auc_value - 0.5) + (1.0 - rmse / mean_rmse)
     samples_file = paths.resolve(paths.processed("samples"), cfg, root)
-    ckpt = _checkpoint_dir(root, "multitask_adapter", info, cfg.llm_training, _sha256(root / paths.REC_PROMPTS),
-                           _sha256(samples_file), _sha256(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
-    result = _fit("multitask_adapter", lora_model, tokenizer, rec_examples + rating_examples, cfg.llm_training, ckpt,
-                  evaluate=evaluate)
+    ckpt = _checkpoint_dir(root, "multitask_adapter", info, cfg.llm_training, cfg.multitask,
+                           _sha256(root / paths.REC_PROMPTS), _sha256(samples_file),
+                           _sha256(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
+    loss_fn = MultitaskLoss(cfg.multitask)
+    result = _fit("multitask_adapter", lora_model, tokenizer, examples, cfg.llm_training, ckpt, evaluate=evaluate,
+                  loss_fn=loss_fn)
     card = {"name": "multitask_adapter",
             "description": "The TALLRec recipe trained on two tasks at once: Yes/No preference prediction and a "
                            "verbalised 1-5 star rating of the same training samples (paper eq. 10).",
             "base_model": info["source"], "base_model_source": info,
             "data": {"file": paths.REC_PROMPTS, "sha256": _sha256(root / paths.REC_PROMPTS),
-                     "tasks": {"preference": len(rec_examples), "rating": len(rating_examples)},
-                     "skipped_longer_than_cutoff": {"preference": rec_skipped, "rating": rating_skipped},
-                     "valid_samples": valid_rows.height},
+                     "tasks": {"preference": len(examples), "rating": len(examples)},
+                     "skipped_longer_than_cutoff": skipped, "valid_samples": valid_rows.height},
             "lora": _as_dict(cfg.lora), "training": _as_dict(cfg.llm_training),
+            "multitask": _as_dict(cfg.multitask),
             "metrics": {"selection": "(valid AUC - 0.5) + (1 - valid RMSE / training-mean RMSE)",
                         "best_selection_score": result.best_metric, "best_step": result.best_step,
                         "selection_by_step": result.evals, "valid_parts_by_evaluation": parts,
                         "valid_rmse_of_training_mean": mean_rmse}}
     summary = _finish("multitask_adapter", paths.MULTITASK_ADAPTER, lora_model, result, card, root, ckpt, model)
-    return {**summary, "examples": {"preference": len(rec_examples), "rating": len(rating_examples)},
-            "skipped_longer_than_cutoff": rec_skipped + rating_skipped, "selection_score": result.best_metric,
+    history = loss_fn.weighting.history
+    plot = plot_task_weights(history, f"multitask_adapter: task weights ({cfg.multitask.weighting})",
+                             root / paths.FIGURES / "multitask_adapter_task_weights.png")
+    return {**summary, "examples": {"preference": len(examples), "rating": len(examples)},
+            "skipped_longer_than_cutoff": skipped, "selection_score": result.best_metric,
             "valid_parts_by_evaluation": parts, "valid_rmse_of_training_mean": mean_rmse,
-            "task_sampler": "pooled, seeded shuffle per epoch (1:1)"}
+            "task_sampler": "bundles: each micro-batch holds both tasks of the same samples (seeded shuffle)",
+            "task_weighting": cfg.multitask.weighting, "task_weights": [[s, w] for s, w in history],
+            "task_weights_plot": str(plot.relative_to(root))}
+
+
+def bundle_examples(tokenizer, pairs: pl.DataFrame, cutoff: int) -> tuple[list[Example], int]:
+    """One bundle per sample (prompt, response, rating_prompt, rating_response): its Yes/No example carrying its
+    rating example; a sample either of whose examples is longer than `cutoff` is skipped (and counted)."""
+    examples, skipped = [], 0
+    for r in pairs.iter_rows(named=True):
+        preference = encode(tokenizer, r["prompt"], r["response"])
+        rating = encode(tokenizer, r["rating_prompt"], r["rating_response"])
+        if max(len(preference.input_ids), len(rating.input_ids)) > cutoff:
+            skipped += 1
+        else:
+            examples.append(bundle(preference, rating))
+    return examples, skipped
 
 
 def run_multitask_evaluation(cfg: Config, root: Path) -> dict:

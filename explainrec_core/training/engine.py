@@ -57,6 +57,9 @@ class Example:
     # For the joint explanation loss (training/joint_loss.py): where the answer token sits in input_ids (the
     # prompt is everything before it). -1 = not used.
     answer_pos: int = -1
+    # Examples of other tasks trained together with this one (multi-task bundles, training/multitask_loss.py: the
+    # rating example of the same sample), so every micro-batch holds every task. Only a loss_fn reads them.
+    extra: tuple[Example, ...] = ()
 
 
 @dataclass
@@ -196,7 +199,7 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
                 # Data parallel (`accelerate launch --num_processes N`): each process takes every N-th example of
                 # the micro-batch and DDP averages the gradients; one process takes all of them.
                 idx = idx[accelerator.process_index::accelerator.num_processes] or idx[-1:]
-                tokens += sum(len(examples[i].input_ids) for i in idx)
+                tokens += sum(len(e.input_ids) for i in idx for e in (examples[i], *examples[i].extra))
                 with accelerator.accumulate(wrapped):
                     if loss_fn is None:
                         loss = wrapped(**collate([examples[i] for i in idx], pad_token_id, accelerator.device)).loss
