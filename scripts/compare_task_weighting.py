@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,8 +27,12 @@ import yaml
 
 from explainrec_core import paths
 
+# Only multitask_adapter's inputs are needed (base model, stage-1 adapter, prompts, samples, items): the rest of the
+# profile is left out, the single-task recipe and every evaluation on test included.
 SKIP = ("baselines", "preference_knowledge_base", "cross_domain_sets", "chatrec_evaluation", "cross_domain_prompts",
-        "llm_ranking", "explain_adapter", "explain_adapter_ablation", "item_token_adapter", "item_token_evaluation")
+        "llm_ranking", "explain_adapter", "explain_adapter_ablation", "item_token_adapter", "item_token_evaluation",
+        "rec_adapter", "rec_evaluation", "rating_evaluation", "item_attributes", "preference_attributions",
+        "explain_prompts", "item_features", "ranking_candidates", "cold_start_sets")
 
 
 def main() -> None:
@@ -43,7 +48,7 @@ def main() -> None:
         keep = root / "weighting" / scheme
         if not (keep / "step.json").is_file():
             settings = root / f"params_{scheme}.yaml"
-            settings.write_text(yaml.safe_dump({"extends": str(args.params.resolve()),
+            settings.write_text(yaml.safe_dump({"extends": os.path.relpath(args.params.resolve(), root.resolve()),
                                                 "multitask": {"weighting": scheme}}, sort_keys=False))
             skips = [a for s in SKIP for a in ("--skip", s)]
             subprocess.run([sys.executable, "-m", "explainrec_core.cli", "run", "all", "--params", str(settings),
@@ -68,7 +73,8 @@ def main() -> None:
                            "train_seconds": step.get("train_seconds")}
         print(f"{scheme:12s} selection {step['selection_score']:+.4f} at step {best}/{step['steps']}  "
               f"valid AUC {at_best.get('valid_auc', float('nan')):.4f}  "
-              f"valid RMSE {at_best.get('valid_rmse', float('nan')):.4f}  final weights {results[scheme]['final_weights']}")
+              f"valid RMSE {at_best.get('valid_rmse', float('nan')):.4f}  "
+              f"final weights {results[scheme]['final_weights']}")
     best = max(results, key=lambda s: results[s]["selection_score"])
     (root / "weighting" / "comparison.json").write_text(json.dumps({"best": best, "schemes": results}, indent=2))
     print(f"best on valid: {best}")

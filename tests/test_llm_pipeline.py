@@ -109,7 +109,9 @@ def test_report_and_metrics(trained):
     assert "Paired comparisons" in md
     assert "Table I: main results" in md and "| bpr |" in md and "Table III: cold start" in md
     page = (root / paths.EVALUATION_HTML).read_text()
-    assert page.count("data:image/png;base64,") == 6 and 'src="http' not in page  # self-contained
+    # self-contained: ROC, AUC bars, cold-start curve, two training curves, modality weights and the two task-weight
+    # plots (the attributed model's and the multi-task model's)
+    assert page.count("data:image/png;base64,") == 8 and 'src="http' not in page
     assert (root / "reports/figures/cold_start_curve.png").is_file()
     assert (root / "reports/figures/roc_test.png").stat().st_size > 5000
 

@@ -85,6 +85,8 @@ def test_adaptive_weights_train_with_the_model_and_resume_from_the_checkpoint(ti
     else:
         assert first == {"preference": 1.0, "rating": 1.0} and sum(last.values()) == pytest.approx(2.0)
         assert last["rating"] != 1.0  # both losses fall at similar rates here: the weights move, a little
+    if scheme == "dwa":
+        return  # DWA's state round trip is tested in test_task_weights.py; one resumed training suffices here
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(tmp_path / "cut", crash_at=8)
     again, resumed = run(tmp_path / "cut")
