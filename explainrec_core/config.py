@@ -236,6 +236,13 @@ class RatingConfig:
                               f"sweeps {self.sweeps}, reg {self.reg}, reg_bias {self.reg_bias})")
 
 
+def _check_task_weighting(section: str, weighting: str, dwa_window: int, dwa_temperature: float) -> None:
+    """The task-weighting settings shared by the joint loss and the multi-task loss (training/task_weights.py)."""
+    if weighting not in ("fixed", "uncertainty", "dwa") or dwa_window < 1 or dwa_temperature <= 0:
+        raise ConfigError(f"{section}: weighting among fixed/uncertainty/dwa (got {weighting!r}), dwa_window >= 1 "
+                          f"(got {dwa_window}), dwa_temperature > 0 (got {dwa_temperature})")
+
+
 @dataclass(frozen=True)
 class MultitaskConfig:
     """The multi-task model (steps/multitask_steps.py, training/multitask_loss.py): how its task losses are summed
@@ -256,9 +263,7 @@ class MultitaskConfig:
     """uncertainty: the log-variances' learning rate (trained with the LoRA, no weight decay)."""
 
     def __post_init__(self) -> None:
-        if self.weighting not in ("fixed", "uncertainty", "dwa") or self.dwa_window < 1 or self.dwa_temperature <= 0:
-            raise ConfigError(f"multitask: weighting among fixed/uncertainty/dwa (got {self.weighting!r}), "
-                              f"dwa_window >= 1 (got {self.dwa_window}), dwa_temperature > 0")
+        _check_task_weighting("multitask", self.weighting, self.dwa_window, self.dwa_temperature)
         if self.preference_weight <= 0 or self.rating_weight <= 0 or self.weighting_lr <= 0:
             raise ConfigError("multitask: preference_weight, rating_weight and weighting_lr must be > 0")
 
@@ -446,9 +451,7 @@ class LossWeightsConfig:
         if self.consistency_every < 1 or self.consistency_max_tokens < 2:
             raise ConfigError(f"attribution.loss: need consistency_every >= 1 (got {self.consistency_every}) and "
                               f"consistency_max_tokens >= 2 (got {self.consistency_max_tokens})")
-        if self.weighting not in ("fixed", "uncertainty", "dwa") or self.dwa_window < 1 or self.dwa_temperature <= 0:
-            raise ConfigError(f"attribution.loss: weighting among fixed/uncertainty/dwa (got {self.weighting!r}), "
-                              f"dwa_window >= 1 (got {self.dwa_window}), dwa_temperature > 0")
+        _check_task_weighting("attribution.loss", self.weighting, self.dwa_window, self.dwa_temperature)
 
 
 @dataclass(frozen=True)

@@ -191,8 +191,7 @@ class JointLoss:
     def param_groups(self) -> list[dict]:
         """Optimizer groups for the weighting's own parameters (uncertainty weighting's log-variances), trained with
         the model at `weighting_lr` and without weight decay (it would pull every task's weight together)."""
-        params = self.weighting.trainable_parameters()
-        return [{"params": params, "lr": self.weights.weighting_lr, "weight_decay": 0.0}] if params else []
+        return self.weighting.param_groups(self.weights.weighting_lr)
 
     @staticmethod
     def _key(example: Example) -> str:

@@ -47,8 +47,7 @@ class MultitaskLoss:
     def param_groups(self) -> list[dict]:
         """uncertainty: the log-variances, at their own rate and without weight decay (it would pull the tasks'
         weights together)."""
-        params = self.weighting.trainable_parameters()
-        return [{"params": params, "lr": self.settings.weighting_lr, "weight_decay": 0.0}] if params else []
+        return self.weighting.param_groups(self.settings.weighting_lr)
 
     def terms(self, model, examples: Sequence[Example], pad_token_id: int, device) -> dict[str, torch.Tensor]:
         if any(len(ex.extra) != 1 for ex in examples):

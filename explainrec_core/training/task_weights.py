@@ -68,6 +68,12 @@ class TaskWeighting(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.uw.parameters()) if self.uw is not None else []
 
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimizer groups for the weighting's own parameters (uncertainty weighting's log-variances): their own
+        rate and no weight decay (it would pull every task's weight together); none for the other schemes."""
+        params = self.trainable_parameters()
+        return [{"params": params, "lr": lr, "weight_decay": 0.0}] if params else []
+
     def state_dict_json(self) -> dict:
         """JSON-able state for the training checkpoint (resume continues the same weighting)."""
         state: dict = {"window": self.window, "history": [[s, w] for s, w in self.history]}
