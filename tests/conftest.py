@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,26 @@ from explainrec_core.config import load_config
 from explainrec_core.data.fetch import fetch_ml100k, is_fetched
 
 REPO = Path(__file__).resolve().parents[1]
+
+# `make test`'s xdist workers take a test file at a time, in collection order (--no-loadscope-reorder). test_dvc
+# (every DVC stage in its own process: 740 of the suite's 1,480 s on 2 cores, 2026-12-07) goes first, so one worker
+# runs it while the other runs everything else; collected last, it would run alone at the end.
+LONGEST_FIRST = ("test_dvc.py",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each of `make test`'s xdist workers, and every process it starts (DVC stages, Dagster steps), gets its share
+    of the cores: two workers with two OpenMP threads each on two cores make spin-waiting threads fight, and
+    tiny-model steps run 50x slower. Runs before the test modules (and torch) are imported."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, str(share))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")
@@ -168,8 +189,8 @@ def tiny_llm_dir(tmp_path_factory, tokenizer) -> Path:
 @pytest.fixture
 def cpu_one_thread(monkeypatch):
     """Tiny-model training on the CPU, one thread, from a clean accelerate state."""
-    from accelerate.state import AcceleratorState
     import torch
+    from accelerate.state import AcceleratorState
 
     # CPU even on a GPU machine: the training-engine equalities (resume, accumulation) are fp32 ones, not bf16.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
