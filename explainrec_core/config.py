@@ -475,6 +475,14 @@ class AttributionConfig:
     max_new_tokens: int = 48
     """Longest generated explanation, in tokens."""
     loss: LossWeightsConfig = field(default_factory=LossWeightsConfig)
+    selection_explanation_weight: float = 0.5
+    """Early stopping of the explaining models keeps the checkpoint with the best valid AUC + w * exp(-NLL of the
+    reference explanations), w this weight (0 = valid AUC alone); training/selection.py says why and how."""
+
+    def __post_init__(self) -> None:
+        if self.selection_explanation_weight < 0:
+            raise ConfigError("attribution.selection_explanation_weight must be >= 0, got "
+                              f"{self.selection_explanation_weight}")
 
 
 MODALITIES = ("text", "image", "attributes", "collaborative", "affinity")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 import pytest
 
@@ -69,12 +71,13 @@ def test_failing_blocking_check_stops_downstream(ml25m_raw, tmp_path, instance, 
     assert not (tmp_path / "models/alpaca_adapter").exists()
 
 
-def test_heavy_steps_never_run_two_at_a_time():
-    """Training and LLM/baseline evaluation steps are tagged heavy and the deployment's executor runs one heavy step at
-    a time (two at once on 2 cores ran 7x slower and nearly exhausted memory)."""
+def test_heavy_steps_share_the_cores_and_trainings_never_overlap():
+    """Training and LLM/baseline evaluation steps are tagged heavy: the deployment's executor runs two at a time, each
+    with its share of the torch threads (two at once with every core each ran 7x slower), and never two trainings
+    at once (memory)."""
     from explainrec_core import pipeline
-    from explainrec_dagster.assets import HEAVY_TAG
-    from explainrec_dagster.definitions import defs
+    from explainrec_dagster.assets import HEAVY_AT_ONCE, HEAVY_TAG, TRAINING_TAG, heavy_step_threads
+    from explainrec_dagster.definitions import EXECUTOR_CONFIG, defs, executor
 
     tags = {a.op.name: a.op.tags for a in ASSETS}
     for name in ("alpaca_adapter", "rec_adapter", "explain_adapter", "rec_evaluation", "baselines", "llm_ranking"):
@@ -82,10 +85,38 @@ def test_heavy_steps_never_run_two_at_a_time():
     for name in ("ingest", "samples", "rec_prompts"):
         assert HEAVY_TAG not in tags[name], name
     assert {s.name for s in pipeline.STEPS if s.gated} <= {n for n, t in tags.items() if t.get(HEAVY_TAG)}
-    from explainrec_dagster.definitions import EXECUTOR_CONFIG, executor
+    trainings = {n for n, t in tags.items() if t.get(TRAINING_TAG) == "training"}
+    assert {s.name for s in pipeline.STEPS if s.group == "train"} <= trainings
+    assert not trainings & {"rec_evaluation", "baselines", "explain_evaluation"}
 
     # `dagster asset materialize` runs the implicit asset job; the UI launches full_pipeline: both use it.
     assert defs.get_implicit_global_asset_job_def().executor_def is executor
     assert defs.get_job_def("full_pipeline").executor_def is executor
     assert EXECUTOR_CONFIG["max_concurrent"] <= 2
-    assert {"key": HEAVY_TAG, "value": "heavy", "limit": 1} in EXECUTOR_CONFIG["tag_concurrency_limits"]
+    limits = EXECUTOR_CONFIG["tag_concurrency_limits"]
+    assert {"key": HEAVY_TAG, "value": "heavy", "limit": HEAVY_AT_ONCE} in limits
+    assert {"key": TRAINING_TAG, "value": "training", "limit": 1} in limits
+    assert heavy_step_threads() * HEAVY_AT_ONCE <= max(os.cpu_count() or 1, HEAVY_AT_ONCE)
+
+
+def test_the_deployment_executor_forks_steps_from_a_preloaded_server(processed_copy, instance):
+    """`dagster asset materialize` and the UI run steps through the deployment's executor: steps forked from a
+    server that imported the heavy libraries once (definitions.PRELOAD_MODULES). A preload list naming a module that
+    no longer imports would break every run, so run real steps through it (the raw data and ingest)."""
+    from explainrec_dagster.definitions import EXECUTOR_CONFIG, PRELOAD_MODULES
+
+    assert EXECUTOR_CONFIG["start_method"] == {"forkserver": {"preload_modules": PRELOAD_MODULES}}
+    job = dg.reconstructable(_deployment_job)
+    run_config = {"resources": {"settings": {"config": {"root": str(processed_copy)}}}}
+    selection = [dg.AssetKey(k) for k in ("raw_data", "interactions", "items", "users", "stream_holdout")]
+    with dg.execute_job(job, instance=instance, run_config=run_config, asset_selection=selection) as result:
+        assert result.success
+        starts = [e for e in result.all_events if e.event_type_value == "STEP_WORKER_STARTED"]
+        assert starts, "the steps did not run in worker processes"
+    assert _materialized(instance, "interactions") is not None
+
+
+def _deployment_job():
+    from explainrec_dagster.definitions import defs
+
+    return defs.resolve_job_def("full_pipeline")  # the UI's job; the same executor as `dagster asset materialize`

@@ -156,6 +156,11 @@ def test_attributed_model_and_its_ablation(trained):
         assert stats[name]["steps"] == 2 and 0 <= stats[name]["valid_auc"] <= 1
         card = json.loads((root / getattr(paths, name.upper()) / CARD_JSON).read_text())
         assert card["loss_weights"]["consistency"] > 0
+        # kept on valid AUC + 0.5 * the reference explanations' token probability (training/selection.py)
+        kept = card["metrics"]
+        assert card["selection"]["explanation_weight"] == 0.5 and len(kept["valid_selection"]) == 2
+        assert kept["best_valid_criterion"] == pytest.approx(
+            kept["best_valid_auc"] + 0.5 * kept["best_valid_explanation_token_prob"])
         # the task weights at every optimizer step (fixed here: the hand-set ones), plotted
         assert stats[name]["task_weighting"] == "fixed" and stats[name]["task_weights"] == [
             [s, {"classification": 1.0, "explanation": 0.5, "consistency": 0.1}] for s in (0, 1)]

@@ -32,11 +32,11 @@ from explainrec_core.steps.llm_steps import (
     _checkpoint_dir,
     _finish,
     _fit,
-    _scorer,
     _sha256,
     load_base,
 )
 from explainrec_core.training.joint_loss import encode_explained, make_joint_loss
+from explainrec_core.training.selection import ExplainedSelection
 
 VARIANTS = {"attributed": (paths.EXPLAIN_ADAPTER, "prompt"),
             "no_attribution": (paths.EXPLAIN_ADAPTER_ABLATION, "prompt_plain")}
@@ -145,12 +145,14 @@ def _train_variant(cfg: Config, root: Path, variant: str) -> dict:
         else:
             examples.append(example)
     lora_model = adapters.load_adapter(model, root / paths.ALPACA_ADAPTER, trainable=True)
-    evaluate = _scorer(tokenizer, answer_ids, valid_rows[column].to_list(), valid_rows["label"].to_list(),
-                       cfg.evaluation.batch_size)
+    # Both variants are selected by the same rule (valid AUC + explanation likelihood, training/selection.py).
+    weight = cfg.attribution.selection_explanation_weight
+    evaluate = ExplainedSelection(tokenizer, answer_ids, valid_rows[column].to_list(), valid_rows["response"].to_list(),
+                                  valid_rows["label"].to_list(), cfg.evaluation.batch_size, weight)
     name = "explain_adapter" if variant == "attributed" else "explain_adapter_ablation"
     ckpt = _checkpoint_dir(root, name, info, cfg.llm_training, cfg.attribution.loss,
                            _sha256(root / paths.EXPLAIN_PROMPTS), column,
-                           _sha256(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
+                           _sha256(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS), f"selection {weight}")
     loss_fn = make_joint_loss(cfg.attribution.loss, tokenizer, answer_ids)
     result = _fit(name, lora_model, tokenizer, examples, cfg.llm_training, ckpt, evaluate=evaluate,
                   loss_fn=loss_fn)
@@ -164,14 +166,21 @@ def _train_variant(cfg: Config, root: Path, variant: str) -> dict:
                      "skipped_longer_than_cutoff": skipped},
             "lora": _as_dict(cfg.lora), "training": _as_dict(cfg.llm_training),
             "loss_weights": _as_dict(cfg.attribution.loss),
-            "metrics": {"best_valid_auc": result.best_metric, "best_step": result.best_step,
-                        "valid_auc_by_step": result.evals}}
-    summary = _finish(name, target, lora_model, result, card, root, ckpt, model)
+            "selection": {"criterion": "valid AUC + w * exp(-explanation NLL)", "explanation_weight": weight},
+            "metrics": {"best_valid_criterion": result.best_metric, "best_step": result.best_step,
+                        "valid_criterion_by_step": result.evals, "valid_selection": evaluate.history}}
+    best = evaluate.at_step(result.evals, result.best_step) or {}
+    card["metrics"]["best_valid_auc"] = best.get("auc")
+    card["metrics"]["best_valid_explanation_token_prob"] = best.get("explanation_token_prob")
+    summary = _finish(name, target, lora_model, result, card, root, ckpt, model,
+                      metric_name="valid AUC + w exp(-expl. NLL)" if weight > 0 else "valid AUC")
     history = loss_fn.weighting.history
     plot = plot_task_weights(history, f"{name}: task weights ({cfg.attribution.loss.weighting})",
                              root / paths.FIGURES / f"{name}_task_weights.png")
     return {**summary, "examples": len(examples), "skipped_longer_than_cutoff": skipped,
-            "valid_auc": result.best_metric, "own_explanations_generated": loss_fn.generated,
+            "valid_criterion": result.best_metric, "valid_auc": best.get("auc"),
+            "valid_explanation_token_prob": best.get("explanation_token_prob"),
+            "own_explanations_generated": loss_fn.generated,
             "task_weighting": cfg.attribution.loss.weighting, "task_weights": [[s, w] for s, w in history],
             "task_weights_plot": str(plot.relative_to(root))}
 

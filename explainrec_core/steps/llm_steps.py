@@ -87,7 +87,7 @@ def _fit(name: str, model, tokenizer, examples, train_cfg: TrainConfig, checkpoi
 
 
 def _finish(name: str, target: str, model, result: TrainResult, card: dict, root: Path, checkpoint_dir: Path,
-            base_model, extras=None) -> dict:
+            base_model, extras=None, metric_name: str = "valid AUC") -> dict:
     """Save the verified adapter with its card (and `extras(folder)`'s files, e.g. an item-token fusion), plot its
     training curve, drop the finished run's checkpoint."""
     summary = {k: v for k, v in result.to_dict().items() if k not in ("losses", "evals")}
@@ -96,8 +96,8 @@ def _finish(name: str, target: str, model, result: TrainResult, card: dict, root
         return summary
     expected = adapters.expected_lora_modules(base_model, card["lora"]["target_modules"])
     stats = adapters.save_adapter(model, root / target, card, expected_modules=expected, extras=extras)
-    plot = plot_training(result.losses, result.evals, f"{name} (training loss, validation AUC)",
-                         root / paths.FIGURES / f"{name}_training.png")
+    plot = plot_training(result.losses, result.evals, f"{name} (training loss, {metric_name})",
+                         root / paths.FIGURES / f"{name}_training.png", metric_name=metric_name)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the run finished: nothing to resume
     summary["adapter"] = stats
     summary["plot"] = str(plot.relative_to(root))
