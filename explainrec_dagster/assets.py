@@ -5,7 +5,6 @@ No `from __future__ import annotations` here: Dagster reads the context and reso
 
 
 import base64
-import os
 from collections.abc import Iterator
 
 import dagster as dg
@@ -73,26 +72,16 @@ def upstream(step: pipeline.Step) -> list[str]:
 
 
 HEAVY_TAG = "explainrec/cpu"
-"""Op tag of the steps that compute with torch (training, LLM scoring, baselines)."""
-HEAVY_AT_ONCE = 2
-"""Heavy steps the executor runs at once; each gets cores // HEAVY_AT_ONCE torch threads (heavy_step_threads)."""
-TRAINING_TAG = "explainrec/memory"
-"""Op tag of the LLM trainings (activations + optimizer state: the most memory); the executor runs one at a time."""
+"""Op tag of the steps that use every core (training, LLM scoring, baselines); the executor runs one at a time."""
 
 
 def cpu_tags(step: pipeline.Step) -> dict:
-    """Heavy steps run two at a time with half the cores each: one step with every core leaves cores idle while it
-    imports, tokenizes or writes, and two steps that each take every core oversubscribe them (measured on 2 cores:
-    load above 4, 27 instead of 190 training tokens/s). Never two trainings at once: memory."""
-    tags = {HEAVY_TAG: "heavy"} if step.gated or step.group in ("train", "evaluate") else {}
-    if step.group == "train":  # the LLM trainings (baselines and meta-learning train small models: no memory issue)
-        tags[TRAINING_TAG] = "training"
-    return tags
-
-
-def heavy_step_threads() -> int:
-    """Torch threads of a heavy step: its share of the cores when HEAVY_AT_ONCE steps run at once."""
-    return max(1, (os.cpu_count() or 1) // HEAVY_AT_ONCE)
+    """Training and evaluation steps each use all torch threads; two at once on a small machine oversubscribe the
+    cores (measured on 2 cores: load above 4, 27 instead of 190 training tokens/s) and double the memory. Two at once
+    with ONE thread each was no faster either (2026-12-07 demo: Dagster run 20 min 54 s vs 21 min 29 s, with the
+    cold-start sets halved in the same run): a lone runnable heavy step then used one core, and on this CPU a step's
+    second thread nearly halves its time (explain_adapter_ablation 123 s vs 57 s)."""
+    return {HEAVY_TAG: "heavy"} if step.gated or step.group in ("train", "evaluate") else {}
 
 
 def step_assets(step: pipeline.Step) -> dg.AssetsDefinition:
@@ -103,10 +92,6 @@ def step_assets(step: pipeline.Step) -> dg.AssetsDefinition:
     @dg.multi_asset(name=step.name, specs=specs, op_tags=cpu_tags(step))
     def _step(context: dg.AssetExecutionContext, settings: ExplainRecSettings) -> Iterator[dg.MaterializeResult]:
         cfg = settings.config()
-        if HEAVY_TAG in cpu_tags(step):
-            import torch  # preloaded by the executor's fork server
-
-            torch.set_num_threads(heavy_step_threads())
         context.log.info(f"running step {step.name} with {settings.params}")
         stats = pipeline.run_step(step.name, cfg, settings.root_path)
         for name, template in step.outs.items():

@@ -28,14 +28,14 @@ from explainrec_core import paths
 from explainrec_core.config import Config, load_config
 from explainrec_core.data import incoming
 from explainrec_core.errors import ExplainRecError, StorageError
-from explainrec_dagster.assets import HEAVY_TAG, TRAINING_TAG
+from explainrec_dagster.assets import HEAVY_TAG
 from explainrec_dagster.resources import ExplainRecSettings
 
 RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL)
 
 
 @dg.asset(name="model_registry", deps=[paths.CHAMPION], group_name="continuous", retry_policy=RETRY,
-          op_tags={HEAVY_TAG: "heavy", TRAINING_TAG: "training"},
+          op_tags={HEAVY_TAG: "heavy"},
           description="Every champion and challenger (models/registry.json): new interactions -> quality gate -> "
                       "rebuilt tables -> challenger warm-started from the champion -> both on the newest window -> "
                       "promoted only if not worse.")

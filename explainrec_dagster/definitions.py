@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from explainrec_dagster.assets import ASSETS, HEAVY_AT_ONCE, HEAVY_TAG, TRAINING_TAG
+from explainrec_dagster.assets import ASSETS, HEAVY_TAG
 from explainrec_dagster.automation import model_registry, new_interactions_sensor, nightly_retrain, retrain_job
 from explainrec_dagster.checks import CHECKS
 from explainrec_dagster.resources import ExplainRecSettings
@@ -19,11 +19,10 @@ full_pipeline = dg.define_asset_job("full_pipeline",
 PRELOAD_MODULES = ["explainrec_dagster.definitions", "torch", "transformers", "peft", "accelerate",
                    "great_expectations", "polars", "sklearn.metrics"]
 
-# At most two steps at a time, heavy ones with half the cores each (assets.cpu_tags), never two trainings at once.
+# At most two steps at a time, and never two heavy ones: each heavy step already uses every core (assets.cpu_tags).
 EXECUTOR_CONFIG = {
     "max_concurrent": 2,
-    "tag_concurrency_limits": [{"key": HEAVY_TAG, "value": "heavy", "limit": HEAVY_AT_ONCE},
-                               {"key": TRAINING_TAG, "value": "training", "limit": 1}],
+    "tag_concurrency_limits": [{"key": HEAVY_TAG, "value": "heavy", "limit": 1}],
     "start_method": {"forkserver": {"preload_modules": PRELOAD_MODULES}},
 }
 executor = dg.multiprocess_executor.configured(EXECUTOR_CONFIG)
