@@ -84,6 +84,7 @@ STEP_METRICS = {
     "preference_knowledge_base": "reports/data/preference_knowledge_base.json",
     "baselines": "reports/baselines.json",
     "meta_adaptation": "reports/models/meta_adaptation.json",
+    "cross_domain_adapter": "reports/models/cross_domain_adapter.json",
     "cross_domain_evaluation": "reports/cross_domain_evaluation.json",
     "chatrec_evaluation": "reports/chatrec_evaluation.json",
     "rating_evaluation": "reports/rating_evaluation.json",

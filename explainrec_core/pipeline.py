@@ -315,7 +315,8 @@ STEPS = (
                         "llm_ranking", "item_attributes", "explain_prompts", "explain_adapter",
                         "explain_adapter_ablation", "explain_evaluation", "item_features", "item_token_adapter",
                         "item_token_evaluation", "explain_item_token_adapter", "preference_knowledge_base",
-                        "baselines", "meta_adaptation", "cross_domain_evaluation", "chatrec_evaluation",
+                        "baselines", "meta_adaptation", "cross_domain_adapter", "cross_domain_evaluation",
+                        "chatrec_evaluation",
                         "rating_evaluation", "multitask_adapter", "multitask_evaluation"),
          doc="Tables shaped like the paper's, plots, and reports/metrics.json."),
 )
