@@ -80,7 +80,8 @@ def cpu_tags(step: pipeline.Step) -> dict:
     cores (measured on 2 cores: load above 4, 27 instead of 190 training tokens/s) and double the memory. Two at once
     with ONE thread each was no faster either (2026-12-07 demo: Dagster run 20 min 54 s vs 21 min 29 s, with the
     cold-start sets halved in the same run): a lone runnable heavy step then used one core, and on this CPU a step's
-    second thread nearly halves its time (explain_adapter_ablation 123 s vs 57 s)."""
+    second thread nearly halves its time (explain_adapter_ablation: 123 s on one thread beside another step, 57 s on
+    two threads alone; not a clean single-step measurement)."""
     return {HEAVY_TAG: "heavy"} if step.gated or step.group in ("train", "evaluate") else {}
 
 

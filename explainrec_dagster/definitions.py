@@ -14,8 +14,10 @@ full_pipeline = dg.define_asset_job("full_pipeline",
 
 # Every step runs in its own process. Spawned, each one re-imported Dagster, this module and its step's libraries:
 # ~10 s of torch + transformers + peft per training or scoring step and ~6 s of Great Expectations per check, on the
-# critical path of a 50-step run. A fork server imports them once and forks each step from it. Importing them starts
-# no thread (torch's thread pools start on first use), so forking after the import is safe.
+# critical path of a 50-step run. A fork server imports them once and forks each step from it. The imports start no
+# compute threads (torch's and polars' pools start on first use), only idle helpers (one of torch's, the jemalloc
+# background threads of polars and pyarrow, polars' spill cleaner); forking beside those ran fine in two full demos,
+# but a step that hangs at start is the thing to suspect them of: `"start_method": {"spawn": {}}` undoes this.
 PRELOAD_MODULES = ["explainrec_dagster.definitions", "torch", "transformers", "peft", "accelerate",
                    "great_expectations", "polars", "sklearn.metrics"]
 

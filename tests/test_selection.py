@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from explainrec_core.config import AttributionConfig
 from explainrec_core.errors import ConfigError
 from explainrec_core.evaluation.scoring import auc, score_yes
+from explainrec_core.training.joint_loss import joint_terms
 from explainrec_core.training.selection import ExplainedSelection, explanation_nll
 from tests.test_joint_loss import ANSWERS, NO, PROMPT, RESPONSES, YES, _examples, _tiny
 
@@ -53,13 +54,19 @@ def test_criterion_adds_the_weighted_explanation_likelihood_to_the_auc(tiny_llm_
     row = select.history[0]
     assert row["auc"] == pytest.approx(expected_auc) and row["explanation_nll"] == pytest.approx(nll, rel=1e-4)
 
-    # A model that gives the references' tokens more probability scores higher at an equal AUC: sharpen the output
-    # layer toward the tokens the references use (it moves P(Yes) too, so compare the explanation part only).
-    with torch.no_grad():
-        used = sorted({t for ex in _examples(tokenizer) for t in ex.input_ids[ex.answer_pos + 1:]})
-        model.lm_head.weight[used] += model.model.norm.weight.sign() * 0.5
+    # Training on the reference explanations (the joint loss's explanation term) raises the explanation part.
+    examples = _examples(tokenizer)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(5):
+        optimizer.zero_grad()
+        joint_terms(model, examples, tokenizer.pad_token_id, torch.device("cpu"), YES, NO)["explanation"].backward()
+        optimizer.step()
+    model.eval()
     select(model)
-    assert select.history[1]["explanation_token_prob"] > select.history[0]["explanation_token_prob"]
+    before, after = select.history
+    assert after["explanation_token_prob"] > 10 * before["explanation_token_prob"]  # tiny model: ~7e-6 -> ~1e-3
+    assert after["criterion"] - after["auc"] == pytest.approx(0.5 * after["explanation_token_prob"])
 
 
 def test_the_components_of_the_kept_step_are_found_after_a_resume(tokenizer):

@@ -285,7 +285,7 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         # the fits whose AUC the tables show (a method tuned per protocol is fitted twice, each with its own epochs:
         # their mean +- std was a spread between two settings, not a run-to-run one)
         entry["train_seconds"] = mean_std(auc_rows, "fit_seconds")
-        if rank_rows is not auc_rows and "fit_seconds" in rank_rows.columns:
+        if "protocol" in rows.columns and (rows["protocol"] == "ranking").any():
             entry["train_seconds_ranking"] = mean_std(rank_rows, "fit_seconds")
         entry["inference_ms_per_sample"] = mean_std(auc_rows, "ms_per_sample")
         entry["seeds"] = sorted(set(rows["seed"].to_list()))
