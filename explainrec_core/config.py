@@ -353,8 +353,11 @@ class EvaluationConfig:
     --auc-samples 64, OMP_NUM_THREADS=1, SmolLM2-135M base without adapter; per-channel int8 weights, 7-bit
     per-tensor dynamic activations): 2.4x the samples per CPU-second of fp32 (5.27 vs 2.22, shared preamble on
     both), ranking 5.2 vs 10.3 CPU-s per list of 100; but mean |P(Yes) - fp32| 0.218 (max 0.374, activation
-    outliers) and valid AUC 0.519 vs 0.500 (64 samples). Not yet measured on the tuned adapter. The gate to turn
-    it on is |valid AUC(int8) - AUC(fp32)| < 0.005 on the tuned adapter (bench_llm.py --auc-prompts)."""
+    outliers) and valid AUC 0.519 vs 0.500 (64 samples). The gate to turn it on is |valid AUC(int8) - AUC(fp32)|
+    < 0.005 on the tuned adapter. On a tuned rec_adapter (2026-12-07, scripts/int8_sensitivity.py, 64 shots, 256
+    valid samples, 2 threads) no variant passes reliably: every linear layer int8 moves P(Yes) by 0.17-0.22 on
+    average and AUC by -0.03 to -0.15 (1.46-1.53x the fp32 samples/s); keeping down_proj, o_proj and v_proj in
+    fp32 still moves P(Yes) by 0.08-0.10 for 1.31-1.37x. README "Speed" has the table."""
 
 
 @dataclass(frozen=True)
@@ -363,6 +366,10 @@ class BaselinesConfig:
     """Baselines trained on the training split and scored like the LLM (explainrec_core/baselines)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Every method is fitted once per seed; the report gives mean and standard deviation, no seed picking."""
+    workers: int = 0
+    """Processes that fit the (method, seed) runs side by side, each on one core (steps/baseline_runs.py); the
+    results do not depend on it. 0 = one per core this process may use (OMP_NUM_THREADS when set, else its CPU
+    affinity); 1 = in the step's own process."""
     hyperparameters: dict = field(default_factory=dict)
     """Per method, fields of its config dataclass to override for the AUC protocol (like/dislike of rated items;
     the config's defaults were tuned for it on the validation split)."""
@@ -371,6 +378,10 @@ class BaselinesConfig:
     module's RANKING_CONFIG (tuned for it on validation candidate lists). A method whose two settings are equal is
     fitted once per seed; otherwise the AUC sets are scored by the AUC-tuned fit and the candidate lists by the
     ranking-tuned one."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError(f"baselines.workers must be >= 0 (0 = one per core), got {self.workers}")
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from explainrec_core.baselines.bpr import BPR, BPRConfig
 from explainrec_core.baselines.content import ContentBased, encode_texts
 from explainrec_core.baselines.lightgcn import LightGCN, LightGCNConfig
 from explainrec_core.baselines.popularity import Popularity
-from explainrec_core.baselines.sasrec import SASRec, SASRecConfig
 from explainrec_core.baselines.registry import PROTOCOLS, RANKING_CONFIGS, build_baseline
+from explainrec_core.baselines.sasrec import SASRec, SASRecConfig
 from explainrec_core.config import SamplesConfig, SplitConfig, load_config
 from explainrec_core.data.samples import build_samples, training_period_counts
 from explainrec_core.evaluation.ranking import build_candidates, collect_scores, expand_candidates, ranking_metrics
@@ -347,6 +347,48 @@ def test_baselines_step_scores_each_protocol_with_its_own_fit(processed_copy):
         pl.col("method") == "bpr")["rank_ndcg@10"].mean())
     assert summary["hyperparameters"]["ranking"]["bpr"]["epochs"] == 3
     assert summary["hyperparameters"]["auc"]["bpr"]["epochs"] == 2
+
+
+def test_baseline_runs_on_worker_processes_give_the_results_of_one_process(processed_copy):
+    """The step spreads its (method, seed) runs over single-threaded worker processes (steps/baseline_runs.py):
+    the tables it writes must not depend on how many there are, nor on the order the runs finish in."""
+    from explainrec_core.steps.eval_steps import run_baselines, run_ranking_candidates
+
+    root = processed_copy
+    folder = root / "data" / "processed"
+    written = {}
+    for workers in (1, 2):
+        write_params(root, data={"raw_dir": "unused", "processed_dir": "data/processed"},
+                     baselines={"methods": ["bpr", "popularity"], "seeds": [0, 1], "workers": workers,
+                                "hyperparameters": {"bpr": {"epochs": 2}},
+                                "ranking_hyperparameters": {"bpr": {"epochs": 2}}},
+                     ranking={"max_positives": 60, "llm_positives": 5})
+        cfg = load_config(root / "params.yaml")
+        run_ranking_candidates(cfg, root)
+        samples = read_table(folder, "samples")
+        write_parquet(samples.filter(pl.col("split") == "test").head(30).select(pl.lit("test").alias("set"),
+                                                                                "sample_id"), root / paths.REC_PROMPTS)
+        run_baselines(cfg, root)
+        timing = ["fit_seconds", "ms_per_sample"]
+        written[workers] = [pl.read_parquet(root / paths.BASELINE_RESULTS).drop(timing),
+                            pl.read_parquet(root / paths.BASELINE_SCORES),
+                            pl.read_parquet(root / paths.BASELINE_RANKING)]
+    for one, two in zip(written[1], written[2], strict=True):
+        assert one.height > 0
+        assert one.equals(two)
+    # the runs come back in the order of methods x seeds, not in the order the workers finished them
+    assert written[2][0].select("method", "seed").unique(maintain_order=True).rows() == [
+        ("bpr", 0), ("bpr", 1), ("popularity", 0), ("popularity", 1)]
+
+
+def test_a_misspelt_baseline_fails_before_any_fit(processed_copy):
+    from explainrec_core.errors import ConfigError
+    from explainrec_core.steps.eval_steps import run_baselines
+
+    write_params(processed_copy, data={"raw_dir": "unused", "processed_dir": "data/processed"},
+                 baselines={"methods": ["bpr", "lightgnc"], "workers": 2})
+    with pytest.raises(ConfigError, match="lightgnc"):
+        run_baselines(load_config(processed_copy / "params.yaml"), processed_copy)
 
 
 def test_params_yaml_states_the_tuned_settings_of_both_protocols():

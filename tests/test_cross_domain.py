@@ -148,8 +148,8 @@ def test_source_domain_models_never_read_the_held_out_domain(processed_copy):
     """Flipping every held-out-genre rating of the training period changes nothing the cross-domain baselines and
     knowledge base learn from, nor their scores; flipping source-genre ratings does (so the check can fail)."""
     from explainrec_core.knowledge import store
+    from explainrec_core.steps.baseline_runs import fit_for_protocol
     from explainrec_core.steps.cross_domain_steps import TARGET_EVAL, source_domain_data
-    from explainrec_core.steps.eval_steps import fit_for_protocol
 
     write_params(processed_copy, data={"raw_dir": str(load_config(processed_copy / "params.yaml").data.raw_dir),
                                        "processed_dir": "data/processed"},

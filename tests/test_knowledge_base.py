@@ -14,6 +14,7 @@ from explainrec_core import paths
 from explainrec_core.baselines.base import TrainingData
 from explainrec_core.config import KnowledgeConfig, load_config
 from explainrec_core.errors import QualityGateError
+from explainrec_core.evaluation import report
 from explainrec_core.knowledge import cross_domain, demographic, store, temporal
 from explainrec_core.pipeline import find_gate, run_gate, run_step
 
@@ -168,6 +169,11 @@ def test_the_step_builds_a_gated_knowledge_base_on_real_ml100k(kb_project):
                                                                      "new_item_unseen", *(f"new_user_k{k}" for k in
                                                                                           cfg.cold_start.curve_ks)}
     assert [r.success for r in run_gate(cfg, root, find_gate("validate_preference_knowledge_base"))] == [True]
+    cost = stats["cost"]  # Table IV: the build is its training; scoring is a table lookup per sample
+    assert cost["train_seconds"] > 0 and 0 < cost["inference_ms_per_sample"] < 10 and cost["peak_memory_mb"] > 10
+    assert cost["scored_samples"] == scores.height
+    row = report._knowledge_base_method({"preference_knowledge_base": stats})["knowledge_base"]
+    assert row["train_seconds"] == cost["train_seconds"] and row["peak_memory_mb"] == cost["peak_memory_mb"]
 
 
 def test_a_test_period_rating_changes_nothing(kb_project):

@@ -12,6 +12,7 @@ from torch.func import functional_call
 
 from explainrec_core import paths
 from explainrec_core.config import MetaConfig, load_config
+from explainrec_core.evaluation import report
 from explainrec_core.evaluation.scoring import auc
 from explainrec_core.io import write_parquet
 from explainrec_core.knowledge import meta
@@ -134,6 +135,11 @@ def test_the_step_compares_the_variants_on_valid_and_draws_the_test_curve(tmp_pa
     assert len(set(round(v, 12) for v in none.values())) == 1  # no adaptation reads no history
     for order, v in stats["orders"].items():
         assert set(v["valid_auc"]) == set(cfg.cold_start.curve_ks) and 0.5 < v["valid_mean_auc"] < 1.0, order
+        assert v["train_seconds"] > 0 and v["inference_ms_per_sample"] > 0, order  # Table IV
+    assert stats["peak_memory_mb"] > 10
+    # the report costs each variant from these figures (Table IV)
+    methods = report._meta_methods({"meta_adaptation": stats})
+    assert {m["train_seconds"] for m in methods.values()} == {v["train_seconds"] for v in stats["orders"].values()}
     scores = pl.read_parquet(tmp_path / paths.META_SCORES)
     assert scores.height == 2 * len(cfg.cold_start.curve_ks) * stats["test_samples"]
     model, settings = load_model(tmp_path / paths.META_MODEL)

@@ -50,8 +50,9 @@ def weighted_auc(labels, scores, weights) -> np.ndarray:
     ordered = scores[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # one group per distinct score
     w = weights[:, order]
-    pos = np.add.reduceat(w * labels[order], starts, axis=1)
-    neg = np.add.reduceat(w * ~labels[order], starts, axis=1)
+    pos, neg = w * labels[order], w * ~labels[order]
+    if len(starts) < len(ordered):  # tied scores: one column per distinct score (without ties it is the identity)
+        pos, neg = np.add.reduceat(pos, starts, axis=1), np.add.reduceat(neg, starts, axis=1)
     neg_below = np.cumsum(neg, axis=1) - neg
     wins = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
     pairs = pos.sum(axis=1) * neg.sum(axis=1)

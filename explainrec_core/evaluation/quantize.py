@@ -29,9 +29,11 @@ def is_int8(model) -> bool:
     return any(isinstance(m, DynamicQuantizedLinear) for m in model.modules())
 
 
-def int8_copy(model):
+def int8_copy(model, keep_fp32: tuple[str, ...] = ()):
     """A merged, dynamically int8-quantised copy of `model` (a transformers causal LM, with or without a peft
-    adapter), in eval mode. The model passed in is left as it is."""
+    adapter), in eval mode. The model passed in is left as it is. `keep_fp32`: linear layers whose name contains
+    one of these (e.g. "down_proj", whose inputs carry the activation outliers) stay fp32
+    (scripts/int8_sensitivity.py measures what each choice does to P(Yes) and AUC)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     if next(model.parameters()).device.type != "cpu":
@@ -42,7 +44,8 @@ def int8_copy(model):
     merged = merged.float().eval()
     head = merged.get_output_embeddings()
     targets = {name: per_channel_dynamic_qconfig for name, module in merged.named_modules()
-               if isinstance(module, nn.Linear) and module is not head}
+               if isinstance(module, nn.Linear) and module is not head
+               and not any(part in name for part in keep_fp32)}
     with warnings.catch_warnings():
         # torch.ao.quantization announces its move to torchao; the eager API still works in torch 2.x and is
         # the only dynamic int8 path with fbgemm's VNNI kernels that needs no extra package.

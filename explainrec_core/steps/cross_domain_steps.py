@@ -36,10 +36,17 @@ from explainrec_core.knowledge import store
 from explainrec_core.models import adapters
 from explainrec_core.models.base_model import load_tokenizer
 from explainrec_core.progress import progress_bar
+from explainrec_core.steps.baseline_runs import fit_for_protocol
 from explainrec_core.steps.data_steps import read_processed
-from explainrec_core.steps.eval_steps import fit_for_protocol
-from explainrec_core.steps.llm_steps import (_base_info, load_base, pick, prompt_stats, prompt_table, score_prompts,
-                                             train_rec_adapter)
+from explainrec_core.steps.llm_steps import (
+    _base_info,
+    load_base,
+    pick,
+    prompt_stats,
+    prompt_table,
+    score_prompts,
+    train_rec_adapter,
+)
 
 SOURCE_TRAIN, SOURCE_VALID, TARGET_EVAL = SETS
 LLM_METHOD = "tallrec_lora_cross_domain"  # the TALLRec recipe trained on the source domain only

@@ -15,20 +15,23 @@ import numpy as np
 import polars as pl
 
 from explainrec_core import paths
-from explainrec_core.baselines.base import Recommender, TrainingData
-from explainrec_core.baselines.registry import BASELINES, PROTOCOLS, USES_ITEM_FEATURES, build_baseline
+from explainrec_core.baselines.base import TrainingData
+from explainrec_core.baselines.registry import PROTOCOLS, USES_ITEM_FEATURES
 from explainrec_core.config import Config
 from explainrec_core.data.samples import history_cut_sets
-from explainrec_core.errors import ConfigError
 from explainrec_core.evaluation.prefix_scoring import candidate_suffix, rec_prompt_parts, score_shared_prefix
-from explainrec_core.evaluation.ranking import (build_candidates, collect_scores, expand_candidates, llm_lists,
-                                                positive_ranks, ranking_metrics)
+from explainrec_core.evaluation.ranking import (
+    build_candidates,
+    expand_candidates,
+    llm_lists,
+    ranking_metrics,
+)
 from explainrec_core.evaluation.report import mean_std, write_report
-from explainrec_core.evaluation.scoring import auc
 from explainrec_core.io import write_parquet
 from explainrec_core.models import adapters
 from explainrec_core.progress import progress_bar
 from explainrec_core.prompts import quote_item
+from explainrec_core.steps.baseline_runs import BaselineInputs, build, cpu_budget, run_all
 from explainrec_core.steps.data_steps import read_processed
 from explainrec_core.steps.llm_steps import EVAL_SETS, load_base
 
@@ -42,67 +45,15 @@ def run_ranking_candidates(cfg: Config, root: Path) -> dict:
             "candidates_per_positive": 1 + cfg.ranking.n_negatives, "seed": cfg.ranking.seed}
 
 
-def _build_baseline(name: str, protocol: str, cfg: Config) -> Recommender:
-    """The baseline tuned for `protocol`, with the overrides of params.yaml for that protocol."""
-    if name not in BASELINES:
-        raise ConfigError(f"baselines.methods: unknown method {name!r}; known: {sorted(BASELINES)}")
-    key = "hyperparameters" if protocol == "auc" else "ranking_hyperparameters"
-    try:
-        return build_baseline(name, protocol, getattr(cfg.baselines, key).get(name, {}))
-    except TypeError as exc:  # an unknown field name
-        raise ConfigError(f"baselines.{key}.{name}: {exc}") from None
-
-
-def fit_for_protocol(method: str, protocol: str, cfg: Config, data: TrainingData,
-                     seed: int) -> tuple[Recommender, float]:
-    """One baseline fitted with its setting for `protocol`: (model, fit seconds)."""
-    model = _build_baseline(method, protocol, cfg)
-    return model, model.fit(data, seed).get("seconds")
-
-
-def _fit_per_protocol(method: str, cfg: Config, data: TrainingData, seed: int) -> dict[str, tuple[Recommender, float]]:
-    """protocol -> (fitted model, fit seconds); one fit serves both protocols when their settings are equal."""
-    fitted: dict[str, tuple[Recommender, float]] = {}
-    for protocol in PROTOCOLS:
-        model = _build_baseline(method, protocol, cfg)
-        same = next((fit for fit in fitted.values() if fit[0].config == model.config), None)
-        fitted[protocol] = same or (model, model.fit(data, seed).get("seconds"))
-    return fitted
-
-
-def _score_auc_sets(model: Recommender, sets: dict[str, pl.DataFrame],
-                    llm_subset: pl.DataFrame) -> tuple[dict, list[pl.DataFrame]]:
-    """AUC of every set (all samples, and the LLM's seeded subset) and the scores of that subset."""
-    row, scored, start = {}, [], time.perf_counter()
-    for name, frame in sets.items():
-        scores = model.score(frame)
-        row[f"{name}_auc"] = auc(frame["label"].to_numpy(), scores)
-        keep = llm_subset.filter(pl.col("set") == name)["sample_id"].implode()
-        mask = frame["sample_id"].is_in(keep).to_numpy()
-        scored.append(frame.filter(mask).select("sample_id", "label").with_columns(
-            pl.lit(name).alias("set"), pl.Series("score", scores[mask])))
-        row[f"{name}_auc_llm_subset"] = auc(frame.filter(mask)["label"].to_numpy(), scores[mask])
-    row["ms_per_sample"] = 1e3 * (time.perf_counter() - start) / sum(f.height for f in sets.values())
-    return row, scored
-
-
-def _rank_lists(model: Recommender, candidates: pl.DataFrame, expanded: pl.DataFrame,
-                in_llm: np.ndarray) -> tuple[dict, np.ndarray]:
-    """Hit@K / NDCG@K / MRR on every list and on the LLM's lists, and the positive's rank in each list."""
-    start = time.perf_counter()
-    grid = collect_scores(expanded, model.score(expanded), candidates["candidates"].list.len()[0])
-    row = {"ms_per_sample": 1e3 * (time.perf_counter() - start) / max(expanded.height, 1)}
-    row.update({f"rank_{k}": v for k, v in ranking_metrics(grid).items()})
-    row.update({f"rank_llm_subset_{k}": v for k, v in ranking_metrics(grid[in_llm]).items()})
-    return row, positive_ranks(grid)
-
-
 def run_baselines(cfg: Config, root: Path) -> dict:
     """Fit every baseline per seed and protocol; score the test and cold-start samples with the AUC-tuned fit and
     the ranking candidates with the ranking-tuned one.
 
     Results have one row per (method, seed, protocol): "auc" rows hold the AUC columns, "ranking" rows the rank_
     columns (the other protocol's columns are null). fit_seconds is the training alone (no validation)."""
+    for method in cfg.baselines.methods:  # a misspelt method or setting fails here, before anything is read
+        for protocol in PROTOCOLS:
+            build(method, protocol, cfg)
     samples, cold = read_processed(cfg, root, "samples"), read_processed(cfg, root, "cold_start_sets")
     # The multi-modal baselines (MMGCN, LATTICE) read the item_features asset's content modalities.
     data = TrainingData.from_tables(samples, read_processed(cfg, root, "interactions"),
@@ -123,28 +74,18 @@ def run_baselines(cfg: Config, root: Path) -> dict:
     llm_subset = pl.concat([llm_subset, *(f.select(set=pl.lit(name), sample_id="sample_id")
                                           for name, f in curve.items())])
     candidates = pl.read_parquet(root / paths.RANKING_CANDIDATES)
-    expanded = expand_candidates(candidates)
-    in_llm = candidates["sample_id"].is_in(
-        llm_lists(candidates, cfg.ranking.llm_positives)["sample_id"].implode()).to_numpy()
-
-    results, subset_scores, list_ranks = [], [], []
+    inputs = BaselineInputs(cfg, data, sets, llm_subset, candidates, expand_candidates(candidates),
+                            candidates["sample_id"].is_in(llm_lists(candidates, cfg.ranking.llm_positives)
+                                                          ["sample_id"].implode()).to_numpy())
     runs = [(m, s) for m in cfg.baselines.methods for s in cfg.baselines.seeds]
-    with progress_bar(len(runs), "baselines: fit and score") as advance:
-        for method, seed in runs:
-            fitted = _fit_per_protocol(method, cfg, data, seed)
-            key = {"method": method, "seed": seed}
-            (auc_model, auc_seconds), (rank_model, rank_seconds) = fitted["auc"], fitted["ranking"]
-            auc_row, scored = _score_auc_sets(auc_model, sets, llm_subset)
-            results.append({**key, "protocol": "auc", "fit_seconds": auc_seconds, **auc_row})
-            subset_scores += [frame.with_columns(pl.lit(method).alias("method"), pl.lit(seed).alias("seed"))
-                              for frame in scored]
-            rank_row, ranks = _rank_lists(rank_model, candidates, expanded, in_llm)
-            results.append({**key, "protocol": "ranking", "fit_seconds": rank_seconds, **rank_row})
-            # per-list ranks, so the report can pair NDCG@K with other methods' on the same lists
-            list_ranks.append(pl.DataFrame({**key, "protocol": "ranking", "sample_id": candidates["sample_id"],
-                                            "rank": ranks}))
-            advance(1, info=f"{method} seed {seed}: test AUC {auc_row['test_auc']:.3f}, "
-                            f"NDCG@10 {rank_row['rank_ndcg@10']:.3f}")
+    workers = cfg.baselines.workers or cpu_budget()
+    with progress_bar(len(runs), f"baselines: fit and score ({min(workers, len(runs))} processes)") as advance:
+        done = run_all(inputs, runs, workers, on_done=lambda r: advance(
+            1, info=f"{r.method} seed {r.seed}: test AUC {r.rows[0]['test_auc']:.3f}, "
+                    f"NDCG@10 {r.rows[1]['rank_ndcg@10']:.3f}"))
+    results = [row for r in done for row in r.rows]
+    subset_scores = [frame for r in done for frame in r.scores]
+    list_ranks = [r.ranks for r in done]
     table = pl.from_dicts(results, infer_schema_length=None)
     write_parquet(table, root / paths.BASELINE_RESULTS)
     write_parquet(pl.concat(subset_scores).select("method", "seed", pl.lit("auc").alias("protocol"), "set",
@@ -160,7 +101,7 @@ def run_baselines(cfg: Config, root: Path) -> dict:
             "cold_start_curve": {name: {m: mean_std(by_protocol["auc"].filter(pl.col("method") == m), f"{name}_auc")
                                         for m in cfg.baselines.methods} for name in curve},
             "cold_start_curve_n": {name: frame.height for name, frame in curve.items()},
-            "hyperparameters": {p: {m: dataclasses.asdict(_build_baseline(m, p, cfg).config)
+            "hyperparameters": {p: {m: dataclasses.asdict(build(m, p, cfg).config)
                                     for m in cfg.baselines.methods} for p in PROTOCOLS}}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from explainrec_core.evaluation.scoring import auc
 from explainrec_core.io import write_parquet
 from explainrec_core.knowledge import demographic, meta
 from explainrec_core.knowledge.store import training_ratings
+from explainrec_core.memory import peak_rss_mb
 from explainrec_core.plots import plot_training
 from explainrec_core.progress import progress_bar
 from explainrec_core.steps.data_steps import read_processed
@@ -88,18 +90,24 @@ def _meta_adaptation(cfg: Config, root: Path) -> dict:
     for order in cfg.meta.orders:
         torch.manual_seed(cfg.meta.seed)
         model = meta.MetaRecommender(features.item_x.shape[1], features.user_x.shape[1], cfg.meta.hidden)
+        started = time.perf_counter()
         with progress_bar(steps, f"meta_adaptation: training ({order})") as advance:
             losses = meta.meta_train(model, features, tasks, cfg.meta, order, on_step=advance)
+        train_seconds = time.perf_counter() - started
         valid_auc = {k: auc(v["label"].to_list(), meta.score_samples(model, features, v, threshold, cfg.meta,
                                                                       order).tolist()) for k, v in valid.items()}
-        test_auc = {}
+        test_auc, scoring_seconds, scored = {}, 0.0, 0
         for k, frame in test_k.items():
+            started = time.perf_counter()  # per sample: adapt to its user's k ratings (eq. 6), then score
             p = meta.score_samples(model, features, frame, threshold, cfg.meta, order)
+            scoring_seconds, scored = scoring_seconds + time.perf_counter() - started, scored + frame.height
             test_auc[k] = auc(frame["label"].to_list(), p.tolist())
             frames.append(frame.select("sample_id", "label").with_columns(
                 order=pl.lit(order), set=pl.lit(f"new_user_k{k}"), p_yes=pl.Series(p)))
         variants[order] = {"valid_auc": valid_auc, "valid_mean_auc": float(np.mean(list(valid_auc.values()))),
-                           "test_auc": test_auc, "final_loss": float(np.mean(losses[-20:])), "steps": len(losses)}
+                           "test_auc": test_auc, "final_loss": float(np.mean(losses[-20:])), "steps": len(losses),
+                           "train_seconds": train_seconds,
+                           "inference_ms_per_sample": 1e3 * scoring_seconds / max(scored, 1)}
         models[order] = (model, losses)
     chosen = max(variants, key=lambda o: variants[o]["valid_mean_auc"])
     model, losses = models[chosen]
@@ -119,4 +127,4 @@ def _meta_adaptation(cfg: Config, root: Path) -> dict:
             paired[k] = {"auc": auc_with_ci(a).to_dict(), "vs_none": auc_difference(a, b).to_dict()}
     return {"orders": variants, "chosen": chosen, "tasks": {k: len(t.users) for k, t in zip(ks, tasks, strict=True)},
             "valid_samples": valid[ks[0]].height, "test_samples": test_k[ks[0]].height,
-            "chosen_vs_none": paired}
+            "chosen_vs_none": paired, "peak_memory_mb": peak_rss_mb()}

@@ -22,9 +22,7 @@ import json
 import math
 import os
 import random
-import resource
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from explainrec_core.config import TrainConfig
 from explainrec_core.errors import ExplainRecError
+from explainrec_core.memory import peak_rss_mb
 
 IGNORE_INDEX = -100  # label value the HF causal-LM loss skips (prompt tokens and padding)
 CHECKPOINT_FILES = ("adapter.safetensors", "optimizer.pt", "rng.pt", "trainer_state.json")  # all required
@@ -307,8 +306,7 @@ def _assign(params: dict[str, torch.nn.Parameter], weights: dict[str, torch.Tens
 def _peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+    return peak_rss_mb()
 
 
 # --- checkpoints -------------------------------------------------------------------------------------------------
