@@ -286,8 +286,13 @@ class MetaConfig:
     tasks_per_batch: int = 32
     hidden: int = 64
     seed: int = 0
+    workers: int = 0
+    """Processes that train the variants side by side, each on one core (explainrec_core/parallel.py); the
+    results do not depend on it. 0 = one per core this process may use; 1 = in the step's own process."""
 
     def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError(f"meta.workers must be >= 0 (0 = one per core), got {self.workers}")
         bad = sorted(set(self.orders) - {"none", "first", "second"})
         if bad or not self.orders:
             raise ConfigError(f"meta.orders: among none/first/second, got {list(self.orders)}")

@@ -82,7 +82,9 @@ def cpu_tags(step: pipeline.Step) -> dict:
     cold-start sets halved in the same run): a lone runnable heavy step then used one core, and on this CPU a step's
     second thread nearly halves its time (explain_adapter_ablation: 123 s on one thread beside another step, 57 s on
     two threads alone; not a clean single-step measurement)."""
-    return {HEAVY_TAG: "heavy"} if step.gated or step.group in ("train", "evaluate") else {}
+    # item_features encodes every item's text and fits the collaborative model: as heavy as a training step (beside
+    # stage 1 in the 2026-12-07 demo it took 66 s instead of 32 s, and stage 1 35 s instead of 17 s)
+    return {HEAVY_TAG: "heavy"} if step.gated or step.group in ("train", "evaluate", "multimodal") else {}
 
 
 def step_assets(step: pipeline.Step) -> dg.AssetsDefinition:

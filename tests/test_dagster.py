@@ -77,7 +77,8 @@ def test_heavy_steps_never_run_two_at_a_time():
     from explainrec_dagster.definitions import EXECUTOR_CONFIG, defs, executor
 
     tags = {a.op.name: a.op.tags for a in ASSETS}
-    for name in ("alpaca_adapter", "rec_adapter", "explain_adapter", "rec_evaluation", "baselines", "llm_ranking"):
+    for name in ("alpaca_adapter", "rec_adapter", "explain_adapter", "rec_evaluation", "baselines", "llm_ranking",
+                 "item_features"):
         assert tags[name].get(HEAVY_TAG) == "heavy", name
     for name in ("ingest", "samples", "rec_prompts"):
         assert HEAVY_TAG not in tags[name], name

@@ -1,22 +1,17 @@
-"""Fitting and scoring the baselines, one (method, seed) run at a time, on as many single-threaded processes as
-there are cores.
+"""Fitting and scoring the baselines, one (method, seed) run at a time, on one single-threaded process per core.
 
 Every baseline fits on one torch thread (`baselines.base.one_thread`: their matrices are tiny, a second thread made
 them slower), so the baselines step used to leave all cores but one idle while the pipeline waited for it (196 s
-of a 17-minute demo run on 2 cores, 2026-12-07). Runs are independent and each seeds itself, so they go to a pool
-of worker processes, one per core: the results are the same as in one process (a test checks it), in the order of
-`runs`, whatever order the workers finish in.
+of a 17-minute demo run on 2 cores, 112 s on two worker processes; 2026-12-07). The runs are independent and each
+seeds itself (explainrec_core/parallel.py): the results equal one process's (a test checks it).
 
 This module imports only what the runs need (no LLM libraries), so a worker process starts in a few seconds.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +23,7 @@ from explainrec_core.config import Config
 from explainrec_core.errors import ConfigError
 from explainrec_core.evaluation.ranking import collect_scores, positive_ranks, ranking_metrics
 from explainrec_core.evaluation.scoring import auc
+from explainrec_core.parallel import run_jobs
 
 # Relative cost of one run (both protocols' fits and the scoring), from the demo's fit times (2026-12-07, seconds:
 # sasrec 60, lattice 40, lightgcn 25, mmgcn 24, content 11, bpr 10, popularity 0): the longest runs start first,
@@ -128,54 +124,8 @@ def run_one(inputs: BaselineInputs, method: str, seed: int) -> RunResult:
                                          "rank": ranks}))
 
 
-def cpu_budget() -> int:
-    """Cores this process may use: OMP_NUM_THREADS when set (a test worker's share), else its CPU affinity."""
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-_WORKER_INPUTS: BaselineInputs | None = None
-
-
-def _start_worker(inputs: BaselineInputs) -> None:
-    global _WORKER_INPUTS
-    import torch
-
-    torch.set_num_threads(1)  # one core per worker: the pool, not torch, spreads the work over the cores
-    _WORKER_INPUTS = inputs
-
-
-def _run_in_worker(method: str, seed: int) -> RunResult:
-    assert _WORKER_INPUTS is not None, "worker started without its inputs"
-    return run_one(_WORKER_INPUTS, method, seed)
-
-
 def run_all(inputs: BaselineInputs, runs: Sequence[tuple[str, int]], workers: int,
             on_done: Callable[[RunResult], None] | None = None) -> list[RunResult]:
-    """Every (method, seed) run, in the order of `runs`; on `workers` processes when workers > 1 (spawned: a
-    fork of a process that holds torch's thread pools is not safe), else here."""
-    workers = max(1, min(workers, len(runs)))
-    if workers == 1:
-        results = []
-        for method, seed in runs:
-            results.append(run_one(inputs, method, seed))
-            if on_done:
-                on_done(results[-1])
-        return results
-    by_run: dict[tuple[str, int], RunResult] = {}
-    longest_first = sorted(runs, key=lambda run: -RUN_COST.get(run[0], 10))
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(inputs,)) as pool:
-        futures = [pool.submit(_run_in_worker, method, seed) for method, seed in longest_first]
-        try:
-            for future in as_completed(futures):
-                result = future.result()
-                by_run[(result.method, result.seed)] = result
-                if on_done:
-                    on_done(result)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # a failed run ends the step without starting the rest
-            raise
-    return [by_run[run] for run in runs]
+    """Every (method, seed) run, in the order of `runs`, on `workers` single-threaded processes (parallel.py)."""
+    return run_jobs(run_one, inputs, runs, workers, cost=lambda run: RUN_COST.get(run[0], 10),
+                    on_done=(lambda _, result: on_done(result)) if on_done else None)

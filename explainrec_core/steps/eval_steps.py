@@ -29,9 +29,10 @@ from explainrec_core.evaluation.ranking import (
 from explainrec_core.evaluation.report import mean_std, write_report
 from explainrec_core.io import write_parquet
 from explainrec_core.models import adapters
+from explainrec_core.parallel import cpu_budget
 from explainrec_core.progress import progress_bar
 from explainrec_core.prompts import quote_item
-from explainrec_core.steps.baseline_runs import BaselineInputs, build, cpu_budget, run_all
+from explainrec_core.steps.baseline_runs import BaselineInputs, build, run_all
 from explainrec_core.steps.data_steps import read_processed
 from explainrec_core.steps.llm_steps import EVAL_SETS, load_base
 

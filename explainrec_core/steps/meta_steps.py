@@ -13,6 +13,7 @@ import json
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from explainrec_core.io import write_parquet
 from explainrec_core.knowledge import demographic, meta
 from explainrec_core.knowledge.store import training_ratings
 from explainrec_core.memory import peak_rss_mb
+from explainrec_core.parallel import cpu_budget, run_jobs
 from explainrec_core.plots import plot_training
 from explainrec_core.progress import progress_bar
 from explainrec_core.steps.data_steps import read_processed
@@ -66,13 +68,46 @@ def load_model(folder: Path) -> tuple[meta.MetaRecommender, dict]:
     return model, settings
 
 
-def run_meta_adaptation(cfg: Config, root: Path) -> dict:
-    # Tiny tensors: with 2 torch threads the step ran >10x slower than with one on the 2-core machine (measured)
+@dataclass(frozen=True)
+class MetaInputs:
+    """What every variant trains and is judged on (sent once to each worker process)."""
+
+    cfg: Config
+    features: meta.Features
+    tasks: list[meta.Tasks]
+    valid: dict[int, pl.DataFrame]
+    test_k: dict[int, pl.DataFrame]
+
+
+def train_variant(inputs: MetaInputs, order: str) -> tuple[dict, dict, list[float], list[pl.DataFrame]]:
+    """One variant of `meta.orders`, trained and scored on one thread: (its metrics, its weights, its query losses,
+    its per-sample test scores)."""
+    cfg, features, threshold = inputs.cfg, inputs.features, inputs.cfg.samples.like_threshold
     with one_thread():
-        return _meta_adaptation(cfg, root)
+        # Tiny tensors: with 2 torch threads the step ran >10x slower than with one on the 2-core machine
+        torch.manual_seed(cfg.meta.seed)
+        model = meta.MetaRecommender(features.item_x.shape[1], features.user_x.shape[1], cfg.meta.hidden)
+        started = time.perf_counter()
+        losses = meta.meta_train(model, features, inputs.tasks, cfg.meta, order)
+        train_seconds = time.perf_counter() - started
+        valid_auc = {k: auc(v["label"].to_list(), meta.score_samples(model, features, v, threshold, cfg.meta,
+                                                                      order).tolist()) for k, v in inputs.valid.items()}
+        test_auc, scoring_seconds, scored, frames = {}, 0.0, 0, []
+        for k, frame in inputs.test_k.items():
+            started = time.perf_counter()  # per sample: adapt to its user's k ratings (eq. 6), then score
+            p = meta.score_samples(model, features, frame, threshold, cfg.meta, order)
+            scoring_seconds, scored = scoring_seconds + time.perf_counter() - started, scored + frame.height
+            test_auc[k] = auc(frame["label"].to_list(), p.tolist())
+            frames.append(frame.select("sample_id", "label").with_columns(
+                order=pl.lit(order), set=pl.lit(f"new_user_k{k}"), p_yes=pl.Series(p)))
+    metrics = {"valid_auc": valid_auc, "valid_mean_auc": float(np.mean(list(valid_auc.values()))),
+               "test_auc": test_auc, "final_loss": float(np.mean(losses[-20:])), "steps": len(losses),
+               "train_seconds": train_seconds, "inference_ms_per_sample": 1e3 * scoring_seconds / max(scored, 1),
+               "peak_memory_mb": peak_rss_mb()}  # of the process that trained it (a worker: parallel.py)
+    return metrics, model.state_dict(), losses, frames
 
 
-def _meta_adaptation(cfg: Config, root: Path) -> dict:
+def run_meta_adaptation(cfg: Config, root: Path) -> dict:
     samples, items = read_processed(cfg, root, "samples"), read_processed(cfg, root, "items")
     data = TrainingData.from_tables(samples, read_processed(cfg, root, "interactions"), items,
                                     cfg.samples.like_threshold)
@@ -80,34 +115,22 @@ def _meta_adaptation(cfg: Config, root: Path) -> dict:
     features = meta.build_features(pl.read_parquet(paths.resolve(paths.ITEM_FEATURES, cfg, root)),
                                    demographic.user_groups(read_processed(cfg, root, "users"),
                                                            cfg.knowledge.age_bands))
-    ks, threshold = cfg.cold_start.curve_ks, cfg.samples.like_threshold
+    ks = cfg.cold_start.curve_ks
     tasks = [meta.training_tasks(ratings, k, cfg.meta.query) for k in ks]
     valid = validation_sets(cfg, samples, ratings)
     test = history_cut_sets(samples, read_processed(cfg, root, "cold_start_sets"), ks)
-    test_k = {k: test[f"new_user_k{k}"] for k in ks}
-    steps = cfg.meta.epochs * sum(-(-len(t.users) // cfg.meta.tasks_per_batch) for t in tasks)
-    variants, frames, models = {}, [], {}
-    for order in cfg.meta.orders:
-        torch.manual_seed(cfg.meta.seed)
+    inputs = MetaInputs(cfg, features, tasks, valid, {k: test[f"new_user_k{k}"] for k in ks})
+    # The variants are independent single-threaded trainings: one worker process per core (parallel.py)
+    orders = [(order,) for order in cfg.meta.orders]
+    with progress_bar(len(orders), "meta_adaptation: training and scoring the variants") as advance:
+        trained = run_jobs(train_variant, inputs, orders, cfg.meta.workers or cpu_budget(),
+                           on_done=lambda job, _: advance(1, info=f"{job[0]} done"))
+    variants = {order: metrics for (order,), (metrics, _, _, _) in zip(orders, trained, strict=True)}
+    frames = [frame for *_, variant_frames in trained for frame in variant_frames]
+    models = {}
+    for (order,), (_, weights, losses, _) in zip(orders, trained, strict=True):
         model = meta.MetaRecommender(features.item_x.shape[1], features.user_x.shape[1], cfg.meta.hidden)
-        started = time.perf_counter()
-        with progress_bar(steps, f"meta_adaptation: training ({order})") as advance:
-            losses = meta.meta_train(model, features, tasks, cfg.meta, order, on_step=advance)
-        train_seconds = time.perf_counter() - started
-        valid_auc = {k: auc(v["label"].to_list(), meta.score_samples(model, features, v, threshold, cfg.meta,
-                                                                      order).tolist()) for k, v in valid.items()}
-        test_auc, scoring_seconds, scored = {}, 0.0, 0
-        for k, frame in test_k.items():
-            started = time.perf_counter()  # per sample: adapt to its user's k ratings (eq. 6), then score
-            p = meta.score_samples(model, features, frame, threshold, cfg.meta, order)
-            scoring_seconds, scored = scoring_seconds + time.perf_counter() - started, scored + frame.height
-            test_auc[k] = auc(frame["label"].to_list(), p.tolist())
-            frames.append(frame.select("sample_id", "label").with_columns(
-                order=pl.lit(order), set=pl.lit(f"new_user_k{k}"), p_yes=pl.Series(p)))
-        variants[order] = {"valid_auc": valid_auc, "valid_mean_auc": float(np.mean(list(valid_auc.values()))),
-                           "test_auc": test_auc, "final_loss": float(np.mean(losses[-20:])), "steps": len(losses),
-                           "train_seconds": train_seconds,
-                           "inference_ms_per_sample": 1e3 * scoring_seconds / max(scored, 1)}
+        model.load_state_dict(weights)
         models[order] = (model, losses)
     chosen = max(variants, key=lambda o: variants[o]["valid_mean_auc"])
     model, losses = models[chosen]
@@ -126,5 +149,5 @@ def _meta_adaptation(cfg: Config, root: Path) -> dict:
                                                                                                        "none"))
             paired[k] = {"auc": auc_with_ci(a).to_dict(), "vs_none": auc_difference(a, b).to_dict()}
     return {"orders": variants, "chosen": chosen, "tasks": {k: len(t.users) for k, t in zip(ks, tasks, strict=True)},
-            "valid_samples": valid[ks[0]].height, "test_samples": test_k[ks[0]].height,
-            "chosen_vs_none": paired, "peak_memory_mb": peak_rss_mb()}
+            "valid_samples": valid[ks[0]].height, "test_samples": inputs.test_k[ks[0]].height,
+            "chosen_vs_none": paired}
