@@ -363,6 +363,14 @@ class EvaluationConfig:
     valid samples, 2 threads) no variant passes reliably: every linear layer int8 moves P(Yes) by 0.17-0.22 on
     average and AUC by -0.03 to -0.15 (1.46-1.53x the fp32 samples/s); keeping down_proj, o_proj and v_proj in
     fp32 still moves P(Yes) by 0.08-0.10 for 1.31-1.37x. README "Speed" has the table."""
+    bootstrap_resamples: int = 2000
+    """Resamples of the report's paired bootstrap (95% intervals; metrics.json and the report state the number).
+    The tests use 200: the report's cost grows with resamples x samples (the true cold-start sets hold thousands)."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.bootstrap_resamples < 100:
+            raise ConfigError(f"evaluation: batch_size >= 1 and bootstrap_resamples >= 100, got {self.batch_size}, "
+                              f"{self.bootstrap_resamples}")
 
 
 @dataclass(frozen=True)
@@ -530,15 +538,23 @@ class MultimodalConfig:
     fusion_dim: int = 128
     """Width of the per-modality projections and the attention."""
     fusion_lr: float = 1.0e-3
-    """Learning rate of the fusion and projector (CoLLM's second step trains only these, the LoRA frozen)."""
+    """Learning rate of the fusion and projector (in both schedules; two_step trains only these, the LoRA frozen)."""
     fusion_epochs: int = 1
     """Epochs of CoLLM's second step over the same few-shot examples. Its own setting because a fresh fusion MLP is
     still learning when one epoch ends (paper profile: valid AUC still rising at the last of 32 steps); early
     stopping on validation AUC (llm_training.eval_every / patience) still picks the step kept."""
     user_token: bool = True
     """Also place a user token (the user's vector: the mean CF vector of the liked items shown) in the prompt."""
+    schedule: str = "joint"
+    """How `item_token_adapter` (the TALLRec recipe with item tokens) is trained. joint: LoRA (from the stage-1
+    adapter, at llm_training.lr) and fusion (at fusion_lr) trained together on the slotted prompts, as LLaRA does
+    without its curriculum | two_step: CoLLM's, the fusion on top of rec_adapter's frozen LoRA. Compared on valid
+    (paper-profile sizes, 2026-12-07): joint 0.704 vs two_step 0.660, +0.044 [+0.003, +0.083] paired. The champion
+    (explain_item_token_adapter) still uses two steps: its LoRA is the attributed model's."""
 
     def __post_init__(self) -> None:
+        if self.schedule not in ("two_step", "joint"):
+            raise ConfigError(f"multimodal.schedule: two_step or joint, got {self.schedule!r}")
         unknown = sorted(set(self.modalities) - set(MODALITIES))
         if unknown or not self.modalities:
             raise ConfigError(f"multimodal.modalities: unknown {unknown} or empty; known: {list(MODALITIES)}")

@@ -246,12 +246,14 @@ STEPS = (
          doc="Meta-learned adaptation to new users (eq. 6, MeLU-style): no-adaptation, first- and second-order "
              "MAML trained on the same tasks, compared on validation; AUC vs k on the true cold-start sets."),
     Step("item_token_adapter", "train", StepFn("item_token_steps.run_item_token_adapter"),
-         deps=("base_model", "rec_adapter", "rec_prompts", "item_features", "samples", "items"),
+         # both LoRA sources: multimodal.schedule picks rec_adapter's (two_step) or the stage-1 adapter (joint)
+         deps=("base_model", "alpaca_adapter", "rec_adapter", "rec_prompts", "item_features", "samples", "items"),
          outs={"item_token_adapter": paths.ITEM_TOKEN_ADAPTER},
          params=("llm_training", "multimodal", "evaluation", "samples.like_threshold", "samples.history_len"),
          metrics=paths.STEP_METRICS["item_token_adapter"],
          plots=(f"{paths.FIGURES}/item_token_adapter_training.png",), gated=True,
-         doc="Item tokens (CoLLM step 2): the fusion and projector trained on the rec adapter, LoRA frozen."),
+         doc="Item tokens: the fusion and projector trained with the LoRA from stage 1 (multimodal.schedule: joint), "
+             "or on the rec adapter with its LoRA frozen (two_step, CoLLM step 2)."),
     Step("item_token_evaluation", "evaluate", StepFn("item_token_steps.run_item_token_evaluation"),
          deps=("base_model", "item_token_adapter", "item_features", "rec_prompts", "ranking_candidates", "samples",
                "items"),

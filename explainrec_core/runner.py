@@ -131,6 +131,8 @@ def run_all(cfg: Config, params: Path, root: Path, project: Path, force: Iterabl
             echo(f"- {name}: skipped")
             summary["steps"].append({"step": name, "skipped": True, "reused": False, "seconds": 0.0})
             versions[name] = _digest(["skipped", name])
+            if name == until:  # --until names the last step considered, run or skipped
+                break
             continue
         if previous.get("fingerprint") == fp and name not in force:
             changed = previous.get("code_digest") != code_digest

@@ -72,6 +72,7 @@ def fast_llm_params(base_dir: Path) -> dict:
         "attribution": {"explain_samples": 4, "max_new_tokens": 8},
         "meta": {"orders": ["none", "first"], "epochs": 1},
         "cross_domain": {"methods": []},  # the baselines above, fitted on the source domain too
+        "evaluation": {"bootstrap_resamples": 200},
     }
 
 

@@ -93,6 +93,7 @@ def test_report_and_metrics(trained):
                                        "tallrec_item_tokens", "explainrec_item_tokens", "popularity", "bpr",
                                        "chat_rec", "tallrec_multitask", *CROSS_DOMAIN_METHODS}
     assert metrics["sample_counts"]["test"] == 16 and metrics["seeds"]["baselines"] == [0, 1]
+    assert metrics["bootstrap"]["resamples"] == 200  # evaluation.bootstrap_resamples of the test settings
     bpr = metrics["methods"]["bpr"]
     assert bpr["test_auc"]["n_seeds"] == 2 and 0 <= bpr["test_auc"]["mean"] <= 1 and bpr["ndcg@10"] is not None
     assert metrics["methods"]["tallrec_lora"]["test_auc"] == stats["rec_evaluation"]["test"]["auc"]
@@ -313,7 +314,7 @@ def test_accelerate_launch_two_processes(trained, tmp_path):
 
 
 def test_item_token_model(trained):
-    """Item features for every item; the fusion trained on the rec adapter (LoRA frozen: the same LoRA weights);
+    """Item features for every item; LoRA (from stage 1) and fusion trained together (multimodal.schedule joint);
     scored on the TALLRec recipe's samples and lists and compared with it, paired; refuses other features."""
     from explainrec_core.errors import ExplainRecError
     from explainrec_core.features.fusion import CONFIG, WEIGHTS as FUSION_WEIGHTS
@@ -331,7 +332,10 @@ def test_item_token_model(trained):
     assert adapter["modalities_off"] == ["image"] and adapter["steps"] == 2 and 0 <= adapter["valid_auc"] <= 1
     folder = root / paths.ITEM_TOKEN_ADAPTER
     assert (folder / FUSION_WEIGHTS).is_file() and (folder / CONFIG).is_file()
-    assert _digest(folder / WEIGHTS) == _digest(root / paths.REC_ADAPTER / WEIGHTS)  # LoRA frozen in step 2
+    lora = _digest(folder / WEIGHTS)  # trained with the fusion: neither stage 1's LoRA nor rec_adapter's
+    assert lora not in (_digest(root / paths.ALPACA_ADAPTER / WEIGHTS), _digest(root / paths.REC_ADAPTER / WEIGHTS))
+    card = json.loads((folder / CARD_JSON).read_text())
+    assert card["schedule"] == "joint" and card["lora_source"] == paths.ALPACA_ADAPTER
     evaluation = stats["item_token_evaluation"]
     for group, weights in evaluation["modality_weights"].items():
         assert sum(weights.values()) == pytest.approx(1.0, abs=1e-4), group
@@ -353,6 +357,25 @@ def test_item_token_model(trained):
     finally:
         path.write_bytes(original)
     assert (folder / FUSION_WEIGHTS).is_file()
+
+
+def test_item_token_model_two_step_schedule_keeps_the_rec_adapters_lora(trained, tmp_path):
+    """multimodal.schedule two_step (CoLLM): the fusion trained on rec_adapter's LoRA, which stays frozen."""
+    import dataclasses
+
+    from explainrec_core.features.fusion import WEIGHTS as FUSION_WEIGHTS
+
+    root, _ = trained
+    copy = tmp_path / "project"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("item_token_adapter"))
+    cfg = load_config(copy / "params.yaml")
+    cfg = dataclasses.replace(cfg, multimodal=dataclasses.replace(cfg.multimodal, schedule="two_step"))
+    stats = run_step("item_token_adapter", cfg, copy)
+    folder = copy / paths.ITEM_TOKEN_ADAPTER
+    assert stats["steps"] == 2 and (folder / FUSION_WEIGHTS).is_file()
+    assert _digest(folder / WEIGHTS) == _digest(root / paths.REC_ADAPTER / WEIGHTS)  # LoRA frozen in step 2
+    card = json.loads((folder / CARD_JSON).read_text())
+    assert card["schedule"] == "two_step" and card["lora_source"] == paths.REC_ADAPTER
 
 
 def test_champion_attributed_model_with_item_tokens(trained):

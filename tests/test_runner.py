@@ -61,6 +61,10 @@ def test_resumes_and_reruns_only_what_changed(tmp_path, ml100k_raw):
     assert _ran(arrived) == {"ingest": True, "samples": True}
     assert pl.read_parquet(root / "data/processed/interactions.parquet").height == 100_001
 
+    # --until a step that --skip leaves out still ends the run there
+    skipped = run_all(load_config(params), params, root, REPO, until="samples", skip=["samples"], echo=lambda _: None)
+    assert [s["step"] for s in skipped["steps"]] == ["ingest", "samples"] and skipped["steps"][1]["skipped"]
+
 
 def test_a_failing_step_stops_the_run_with_its_log(tmp_path):
     params = write_params(tmp_path, data={"raw_dir": str(tmp_path / "no_such_raw"), "processed_dir": "p"})

@@ -263,3 +263,23 @@ def test_checkpoints_are_atomic_and_complete(tmp_path):
                   checkpoint_dir=tmp_path, evaluate=fixed_metric)
     assert again.resumed_from_step == res.steps == 8 and again.losses == res.losses
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
+def test_parameters_of_a_prefix_train_at_their_own_rate(tmp_path):
+    """lr_by_prefix: one step of AdamW moves a parameter by about its rate (lr * sign(grad)), so a prefix's group and
+    the rest move by their two rates. (LoRA's B matrices: the A matrices get no gradient while B is still zero.)"""
+    model = tiny_model(lora_dropout=0.0)
+    before = lora_weights(model)
+    prefix = "base_model.model.model.layers.0.self_attn.q_proj.lora_B"
+    cfg = dataclasses.replace(CFG, epochs=1, warmup_steps=0, max_steps=1, lr=1e-2)
+    train(model, toy_examples(8), cfg, pad_token_id=PAD, checkpoint_dir=tmp_path / "a",
+          lr_by_prefix={prefix: 1e-3})
+    after = lora_weights(model)
+    own = (after[f"{prefix}.default.weight"] - before[f"{prefix}.default.weight"]).abs().max().item()
+    other = "base_model.model.model.layers.1.self_attn.q_proj.lora_B.default.weight"
+    rest = (after[other] - before[other]).abs().max().item()
+    # Adam's first step is lr * sign(grad) (up to eps) for every entry with a gradient
+    assert own == pytest.approx(1e-3, rel=0.05) and rest == pytest.approx(1e-2, rel=0.05)
+    with pytest.raises(ValueError, match="no trainable parameter starts with"):
+        train(tiny_model(), toy_examples(8), cfg, pad_token_id=PAD, checkpoint_dir=tmp_path / "b",
+              lr_by_prefix={"fusion.": 1e-3})

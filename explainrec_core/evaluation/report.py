@@ -32,7 +32,7 @@ __all__ = ["collect_metrics", "main_table", "mean_std", "write_report"]
 LLM = "tallrec_lora"  # the method name of our LLM in tables and metrics.json
 EXPLAINREC = "explainrec"  # the attributed model (answer + explanation, joint loss)
 ABLATION = "explainrec_no_attribution"  # the same without preference attribution in the prompt
-ITEM_TOKENS = "tallrec_item_tokens"  # the TALLRec recipe's adapter + item tokens (fusion trained, LoRA frozen)
+ITEM_TOKENS = "tallrec_item_tokens"  # the TALLRec recipe + item tokens (multimodal.schedule: joint or two_step)
 CHAMPION = "explainrec_item_tokens"  # the attributed model + item tokens (its own fusion, attributed LoRA frozen)
 KNOWLEDGE_BASE = "knowledge_base"  # eq. 5's demographic P(i | u) alone: ExplainRec's zero-shot component, no history
 MULTITASK = "tallrec_multitask"  # the TALLRec recipe trained on preference + rating prediction (eq. 10)
@@ -202,18 +202,19 @@ def _fields(metric: str, dist: Distribution, best: str | None, best_dist: Distri
 
 
 def _compare(group: dict[str, pl.DataFrame], statistic: str, baselines: set[str],
-             value: str) -> tuple[dict[str, Distribution], str | None]:
+             value: str, resamples: int = RESAMPLES) -> tuple[dict[str, Distribution], str | None]:
     """Every method's distribution on one set of bootstrap draws, and the best baseline (highest mean)."""
     label = "label" if statistic == "auc" else None
     scored = {m: Scored.from_frame(f, value, label) for m, f in group.items()}
-    boot = PairedBootstrap(next(iter(scored.values())), RESAMPLES, BOOTSTRAP_SEED)
+    boot = PairedBootstrap(next(iter(scored.values())), resamples, BOOTSTRAP_SEED)
     dists = {m: boot.auc(s) if statistic == "auc" else boot.mean(s) for m, s in scored.items()}
     candidates = [m for m in dists if m in baselines and not np.isnan(dists[m].point.mean())]
     best = max(candidates, key=lambda m: dists[m].point.mean()) if candidates else None
     return dists, best
 
 
-def paired_comparisons(root: Path, baselines: set[str], not_run: Collection[str] = ()) -> tuple[dict, list[dict]]:
+def paired_comparisons(root: Path, baselines: set[str], not_run: Collection[str] = (),
+                       resamples: int = RESAMPLES) -> tuple[dict, list[dict]]:
     """Per method: {'sets': {set: AUC fields}, 'ranking_lists': {lists: NDCG@10 fields}}, each against the best
     baseline of that set; and the list of named comparisons (vs the best baseline, and the ablation vs the full
     model) that the report's text reads."""
@@ -224,7 +225,7 @@ def paired_comparisons(root: Path, baselines: set[str], not_run: Collection[str]
             ("sets", auc_frames(root, not_run), "auc", "score", "auc"),
             ("ranking_lists", ndcg_frames(root, not_run), "mean", "ndcg", f"ndcg@{NDCG_K}")):
         for name, group in groups.items():
-            dists, best = _compare(group, statistic, baselines, value)
+            dists, best = _compare(group, statistic, baselines, value, resamples)
             for method, dist in dists.items():
                 per_method.setdefault(method, {}).setdefault(kind, {})[name] = _fields(
                     key, dist, best, dists.get(best))
@@ -294,7 +295,8 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         methods.setdefault(method, {})["cross_domain_auc_full"] = value
     methods.get(CROSS_DOMAIN_LLM, {}).update(_cross_domain_llm_cost(upstream))
     not_run = [name for name in STEP_FILES if not upstream.get(name)]
-    paired, comparisons = paired_comparisons(root, set(cfg.baselines.methods), not_run)
+    resamples = cfg.evaluation.bootstrap_resamples
+    paired, comparisons = paired_comparisons(root, set(cfg.baselines.methods), not_run, resamples)
     for method, fields in paired["methods"].items():
         methods.setdefault(method, {}).update(fields)
     # a run without an LLM step: the sizes of the sets the methods were paired on
@@ -325,11 +327,11 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
                  "the best baseline on the same samples (lists); a seed-averaged method's statistic is the mean "
                  "over seeds, recomputed on every bootstrap draw.",
         "bootstrap": {"method": "paired percentile bootstrap over samples (candidate lists), joined on sample_id",
-                      "resamples": RESAMPLES, "seed": BOOTSTRAP_SEED, "level": LEVEL},
+                      "resamples": resamples, "seed": BOOTSTRAP_SEED, "level": LEVEL},
         "seeds": {"baselines": list(cfg.baselines.seeds), "llm": [cfg.llm_training.seed],
                   "samples": cfg.rec_prompts.seed, "ranking": cfg.ranking.seed},
         "methods": methods,
-        "rating": _rating(root, upstream, not_run),
+        "rating": _rating(root, upstream, not_run, resamples),
         "vs_full_model": paired["vs_full_model"],
         "comparisons": comparisons,
     }
@@ -364,7 +366,7 @@ def _multitask_method(cfg: Config, upstream: dict[str, dict]) -> dict:
                         "peak_memory_mb": train.get("peak_memory_mb"), "seeds": [cfg.llm_training.seed]}}
 
 
-def _rating(root: Path, upstream: dict[str, dict], not_run: Collection[str]) -> dict:
+def _rating(root: Path, upstream: dict[str, dict], not_run: Collection[str], resamples: int = RESAMPLES) -> dict:
     """The rating table: rating_evaluation's summary, and with the multi-task LLM's ratings of the LLM's test
     samples, that set recomputed with the LLM paired with the reference models on the same samples."""
     summary = dict(upstream.get("rating_evaluation", {}).get("sets", {}))
@@ -373,7 +375,7 @@ def _rating(root: Path, upstream: dict[str, dict], not_run: Collection[str]) -> 
     if llm is not None and references is not None and summary:
         test = references.filter(pl.col("set") == "test")
         if set(test["sample_id"].to_list()) == set(llm["sample_id"].to_list()):
-            summary |= error_summary(pl.concat([test, llm.select(test.columns)]), resamples=RESAMPLES)
+            summary |= error_summary(pl.concat([test, llm.select(test.columns)]), resamples=resamples)
     return summary
 
 

@@ -1,11 +1,16 @@
 """Item-token steps: item_features -> item_token_adapter -> item_token_evaluation (paper III-D; CoLLM's route).
 
-Training schedule: CoLLM's two steps. Step 1 is the TALLRec recipe's rec_adapter (LoRA on the text prompts);
-step 2 (here) trains the fusion and projector on the same few-shot samples, with the same `llm_training` schedule
-(steps, evaluations, early stopping, seed), the LoRA frozen. Only the learning rate is the fusion's own
-(`multimodal.fusion_lr`: a freshly initialised MLP needs a larger one than a LoRA update), and the cutoff grows by
-the markers' tokens so the same history fits. The item-token model thus differs from the TALLRec recipe in
-the soft tokens alone, and is scored on the same samples and candidate lists.
+Training schedule (`multimodal.schedule`), both on the same few-shot samples with the same `llm_training` schedule
+(evaluations, early stopping, seed), compared on validation:
+- two_step (CoLLM): step 1 is the TALLRec recipe's rec_adapter (LoRA on the text prompts); step 2 (here) trains the
+  fusion and projector with that LoRA frozen. The item-token model then differs from the TALLRec recipe in the
+  soft tokens alone.
+- joint: the LoRA starts from the stage-1 (Alpaca) adapter, as rec_adapter's does, and trains together with the
+  fusion on the slotted prompts, so the LLM can learn to read the soft tokens (a frozen LoRA trained on text it
+  could not rank by cannot).
+Only the fusion's learning rate is its own (`multimodal.fusion_lr`: a freshly initialised MLP needs a larger one
+than a LoRA update), and the cutoff grows by the markers' tokens so the same history fits. Both are scored on the
+same samples and candidate lists as the TALLRec recipe.
 """
 
 from __future__ import annotations
@@ -81,8 +86,8 @@ def slotted_prompts(cfg: Config, root: Path, rows: pl.DataFrame) -> tuple[list[s
 
 
 def new_item_token_model(cfg: Config, root: Path, llm, slot_id: int) -> ItemTokenLM:
-    """`llm` (a frozen LoRA model) with a freshly initialised fusion (seeded by `llm_training.seed`) over the
-    item_features the settings name: CoLLM step 2's starting point."""
+    """`llm` (a LoRA model: frozen for two_step, trainable for joint) with a freshly initialised fusion (seeded by
+    `llm_training.seed`) over the item_features the settings name: the item-token training's starting point."""
     features = _read_features(cfg, root)
     bank = FeatureBank(features, cfg.multimodal.modalities, str(paths.resolve(paths.ITEM_FEATURES, cfg, root)))
     embeddings = llm.get_input_embeddings()
@@ -105,7 +110,10 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
     slot_id = add_slot_token(tokenizer)
     prompts = pl.read_parquet(root / paths.REC_PROMPTS)
     train_rows, valid_rows = (prompts.filter(pl.col("set") == s).sort("sample_id") for s in ("train", "valid"))
-    llm = adapters.load_adapter(base, root / paths.REC_ADAPTER)  # step 1's LoRA, frozen (CoLLM step 2)
+    joint = cfg.multimodal.schedule == "joint"
+    # joint: LoRA continued from stage 1 and trained with the fusion; two_step: rec_adapter's LoRA, frozen
+    lora_source = root / (paths.ALPACA_ADAPTER if joint else paths.REC_ADAPTER)
+    llm = adapters.load_adapter(base, lora_source, trainable=joint)
     model = new_item_token_model(cfg, root, llm, slot_id)
     bank, spec = model.bank, model.fusion.spec
 
@@ -114,7 +122,8 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
     for prompt, response, request in zip(train_prompts, train_rows["response"], train_requests, strict=True):
         ex = encode(tokenizer, prompt, response)
         examples.append(SlotExample(ex.input_ids, ex.labels, request=request))
-    train_cfg = dataclasses.replace(cfg.llm_training, lr=cfg.multimodal.fusion_lr,
+    # two_step trains the fusion alone, at its rate; joint keeps llm_training.lr for the LoRA
+    train_cfg = dataclasses.replace(cfg.llm_training, lr=cfg.llm_training.lr if joint else cfg.multimodal.fusion_lr,
                                     epochs=cfg.multimodal.fusion_epochs,
                                     cutoff=cfg.llm_training.cutoff + slot_budget(cfg.samples.history_len))
     valid_prompts, valid_requests = slotted_prompts(cfg, root, valid_rows)
@@ -126,13 +135,18 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
         return 0.5 if value is None else value
 
     ckpt = _checkpoint_dir(root, "item_token_adapter", info, train_cfg, cfg.multimodal,
-                           _sha256(root / paths.REC_PROMPTS), _sha256(root / paths.REC_ADAPTER / adapters.WEIGHTS),
+                           _sha256(root / paths.REC_PROMPTS), _sha256(lora_source / adapters.WEIGHTS),
                            spec.features_sha256)
     result = _fit("item_token_adapter", model, tokenizer, examples, train_cfg, ckpt, evaluate=evaluate,
-                  loss_fn=item_token_loss)
+                  loss_fn=item_token_loss,
+                  lr_by_prefix={"fusion.": cfg.multimodal.fusion_lr} if joint else None)
     card = {"name": "item_token_adapter",
-            "description": "The TALLRec recipe's adapter (frozen) with item tokens: fused text/attribute/"
-                           "collaborative vectors projected into the token space after each title (CoLLM step 2).",
+            "description": ("The TALLRec recipe with item tokens: LoRA (from the stage-1 adapter) and fusion trained "
+                            "together" if joint else
+                            "The TALLRec recipe's adapter (frozen) with item tokens: the fusion trained on it (CoLLM "
+                            "step 2)") + "; fused text/attribute/collaborative vectors projected into the token "
+                                         "space after each title.",
+            "schedule": cfg.multimodal.schedule, "lora_source": str(lora_source.relative_to(root)),
             "base_model": info["source"], "base_model_source": info,
             "data": {"file": paths.REC_PROMPTS, "sha256": _sha256(root / paths.REC_PROMPTS),
                      "train_examples": len(examples), "valid_samples": valid_rows.height,

@@ -73,7 +73,7 @@ def _checkpoint_dir(root: Path, name: str, *parts: object) -> Path:
 
 
 def _fit(name: str, model, tokenizer, examples, train_cfg: TrainConfig, checkpoint_dir: Path,
-         evaluate=None, loss_fn=None) -> TrainResult:
+         evaluate=None, loss_fn=None, lr_by_prefix: dict[str, float] | None = None) -> TrainResult:
     if not examples:
         raise ValueError(f"{name}: the training set is empty (check the sample sizes and the cutoff)")
     steps_per_epoch = -(-len(examples) // (train_cfg.batch_size * train_cfg.grad_accum))
@@ -83,7 +83,7 @@ def _fit(name: str, model, tokenizer, examples, train_cfg: TrainConfig, checkpoi
     with progress_bar(total, f"{name}: training") as advance:
         return train(model, examples, train_cfg, pad_token_id=tokenizer.pad_token_id, checkpoint_dir=checkpoint_dir,
                      evaluate=evaluate, on_step=lambda step, loss: advance(1, info=f"loss {loss:.3f}"),
-                     loss_fn=loss_fn)
+                     loss_fn=loss_fn, lr_by_prefix=lr_by_prefix)
 
 
 def _finish(name: str, target: str, model, result: TrainResult, card: dict, root: Path, checkpoint_dir: Path,

@@ -102,13 +102,17 @@ class _State:
 def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id: int,
           checkpoint_dir: Path, evaluate: Callable[[Any], float] | None = None,
           on_step: Callable[[int, float], None] | None = None,
-          loss_fn: Callable[..., torch.Tensor] | None = None) -> TrainResult:
+          loss_fn: Callable[..., torch.Tensor] | None = None,
+          lr_by_prefix: dict[str, float] | None = None) -> TrainResult:
     """Fine-tune the trainable (LoRA) weights of `model` in place; resume from `checkpoint_dir/last` if present.
 
     `evaluate(model)` returns a metric where higher is better; with it, the model ends with its best weights.
     `loss_fn(model, examples, pad_token_id, device, step=optimizer steps done)` replaces the causal-LM loss on
     the labels (e.g. the joint answer + explanation + consistency loss). A loss_fn with `state_dict()` (JSON-able)
     and `load_state_dict()` has that state saved in every checkpoint and restored on resume.
+    `lr_by_prefix` gives the trainable parameters whose name starts with a prefix their own learning rate (e.g. a
+    freshly initialised item-token fusion trained jointly with the LoRA); the rest train at `cfg.lr`, and the
+    warm-up / linear decay scales every group alike.
     The model is left in eval mode.
     """
     _check_inputs(examples, cfg)
@@ -132,7 +136,7 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
     for group in extra:
         for p in group["params"]:
             p.data = p.data.to(accelerator.device)
-    optimizer = torch.optim.AdamW([{"params": list(params.values())}, *extra], lr=cfg.lr,
+    optimizer = torch.optim.AdamW([*_lr_groups(params, lr_by_prefix or {}), *extra], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     wrapped, optimizer = accelerator.prepare(model, optimizer)
 
@@ -249,6 +253,20 @@ def train(model, examples: Sequence[Example], cfg: TrainConfig, *, pad_token_id:
         train_seconds=train_seconds, tokens=tokens, tokens_per_s=tokens / max(train_seconds, 1e-9),
         peak_memory_mb=_peak_memory_mb(), device=accelerator.device.type,
         mixed_precision=str(accelerator.mixed_precision))
+
+
+def _lr_groups(params: dict[str, torch.nn.Parameter], lr_by_prefix: dict[str, float]) -> list[dict]:
+    """Optimizer groups: the parameters of each prefix at its rate, the rest (if any) at the default rate. A prefix
+    that matches no trainable parameter is an error: a misspelt one would leave its parameters at the default."""
+    groups, rest = {prefix: [] for prefix in lr_by_prefix}, []
+    for name, p in params.items():
+        prefix = next((x for x in lr_by_prefix if name.startswith(x)), None)
+        (groups[prefix] if prefix is not None else rest).append(p)
+    unmatched = [prefix for prefix, ps in groups.items() if not ps]
+    if unmatched:
+        raise ValueError(f"lr_by_prefix: no trainable parameter starts with {unmatched}")
+    return ([{"params": rest}] if rest else []) + [{"params": ps, "lr": lr_by_prefix[prefix]}
+                                                  for prefix, ps in groups.items()]
 
 
 def _stateful(loss_fn) -> bool:

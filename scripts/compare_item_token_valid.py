@@ -1,0 +1,48 @@
+"""Pair two item-token adapters (e.g. two training schedules) on the validation samples they were selected on.
+
+Schedule experiments end in two `item_token_adapter` folders trained on the same samples (runs/lr_sweep: one
+profile root per arm). This scores each one's slotted validation prompts and prints each AUC with its 95% interval
+and the paired difference (bootstrap over the same samples). The adapters were early-stopped on these very samples,
+so the difference carries that selection; it decides a setting, it is not a test figure.
+
+    python scripts/compare_item_token_valid.py runs/lr_sweep/it_joint.yaml runs/lr_sweep/it_joint \
+        runs/lr_sweep/it_two.yaml runs/lr_sweep/it_two
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import torch
+import typer
+
+from explainrec_core import paths
+from explainrec_core.config import load_config
+from explainrec_core.evaluation.paired import auc_difference, auc_with_ci
+from explainrec_core.steps.item_token_steps import _score, load_item_token_model, slotted_prompts
+
+
+@torch.inference_mode()
+def valid_scores(params: Path, root: Path) -> pl.DataFrame:
+    cfg = load_config(params)
+    info, model, tokenizer, slot_id = load_item_token_model(cfg, root)
+    rows = pl.read_parquet(root / paths.REC_PROMPTS).filter(pl.col("set") == "valid").sort("sample_id")
+    texts, requests = slotted_prompts(cfg, root, rows)
+    p_yes = _score(model, tokenizer, slot_id, texts, requests, info["answer_token_ids"], cfg.evaluation.batch_size)
+    return rows.select("sample_id", "label").with_columns(score=pl.Series(p_yes))
+
+
+def main(params_a: Path, root_a: Path, params_b: Path, root_b: Path,
+         resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000) -> None:
+    a, b = valid_scores(params_a, root_a), valid_scores(params_b, root_b)
+    out = {"a": str(root_a), "b": str(root_b), "n": a.height,
+           "auc_a": auc_with_ci(a, resamples).to_dict(), "auc_b": auc_with_ci(b, resamples).to_dict(),
+           "a_minus_b": auc_difference(a, b, resamples).to_dict()}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    typer.run(main)
