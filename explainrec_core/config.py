@@ -509,10 +509,12 @@ class AttributionConfig:
                               f"{self.selection_explanation_weight}")
 
 
-MODALITIES = ("text", "image", "attributes", "collaborative", "affinity")
-"""The item modalities the fusion can use (features/item_features.py says what each one is)."""
-STORED_MODALITIES = tuple(m for m in MODALITIES if m != "affinity")
-"""The vector columns of the item_features table (affinity is per user-item pair, computed from collaborative)."""
+MODALITIES = ("text", "image", "attributes", "collaborative", "affinity", "knowledge")
+"""The item modalities the fusion can use (features/item_features.py says what each one is; knowledge is the
+preference knowledge base's evidence about the user-item pair, features/knowledge_evidence.py)."""
+STORED_MODALITIES = tuple(m for m in MODALITIES if m not in ("affinity", "knowledge"))
+"""The vector columns of the item_features table (affinity and knowledge are per user-item pair, computed when a
+prompt is built: affinity from collaborative, knowledge from the preference knowledge base)."""
 
 
 @dataclass(frozen=True)
@@ -520,8 +522,9 @@ class MultimodalConfig:
     """Item tokens (paper III-D, eq. 7-9; CoLLM/LLaRA): per-item vectors of several modalities, fused by attention
     and projected into the LLM's token-embedding space, placed as a soft token after each title of the prompt."""
 
-    modalities: tuple[str, ...] = MODALITIES
-    """Modalities the fusion attends over (a subset of MODALITIES); one missing for an item is masked out."""
+    modalities: tuple[str, ...] = ("text", "image", "attributes", "collaborative", "affinity")
+    """Modalities the fusion attends over (a subset of MODALITIES); one missing for an item is masked out.
+    `knowledge` makes the item-token models depend on the preference knowledge base."""
     text_encoder: str = "minilm"
     """minilm: all-MiniLM-L6-v2 over the item text | clip: the open_clip text tower (needs clip_pretrained)."""
     clip_model: str = "ViT-B-32"

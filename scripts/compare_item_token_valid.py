@@ -22,7 +22,7 @@ import typer
 from explainrec_core import paths
 from explainrec_core.config import load_config
 from explainrec_core.evaluation.paired import auc_difference, auc_with_ci
-from explainrec_core.steps.item_token_steps import _score, load_item_token_model, slotted_prompts
+from explainrec_core.steps.item_token_steps import load_item_token_model, score_slotted, slotted_prompts
 
 
 @torch.inference_mode()
@@ -31,7 +31,7 @@ def valid_scores(params: Path, root: Path) -> pl.DataFrame:
     info, model, tokenizer, slot_id = load_item_token_model(cfg, root)
     rows = pl.read_parquet(root / paths.REC_PROMPTS).filter(pl.col("set") == "valid").sort("sample_id")
     texts, requests = slotted_prompts(cfg, root, rows)
-    p_yes = _score(model, tokenizer, slot_id, texts, requests, info["answer_token_ids"], cfg.evaluation.batch_size)
+    p_yes = score_slotted(model, tokenizer, slot_id, texts, requests, info["answer_token_ids"], cfg.evaluation.batch_size)
     return rows.select("sample_id", "label").with_columns(score=pl.Series(p_yes))
 
 

@@ -378,6 +378,40 @@ def test_item_token_model_two_step_schedule_keeps_the_rec_adapters_lora(trained,
     assert card["schedule"] == "two_step" and card["lora_source"] == paths.REC_ADAPTER
 
 
+def test_item_tokens_with_the_knowledge_modality(trained, tmp_path):
+    """multimodal.modalities + knowledge: the KB's evidence about each (user, item) pair in the item tokens,
+    trained, scored (ranking lists too) and given attention; without the KB the step says which asset is missing."""
+    import dataclasses
+
+    from explainrec_core.errors import ExplainRecError
+    from explainrec_core.steps.item_token_steps import load_item_token_model
+
+    root, _ = trained
+    copy = tmp_path / "project"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("item_token_adapter"))
+    cfg = load_config(copy / "params.yaml")
+    cfg = dataclasses.replace(cfg, multimodal=dataclasses.replace(
+        cfg.multimodal, modalities=(*cfg.multimodal.modalities, "knowledge")))
+    with pytest.raises(ExplainRecError, match="preference_knowledge_base"):
+        run_step("item_token_adapter", cfg, copy)
+    assert not (copy / paths.ITEM_TOKEN_ADAPTER).exists()
+    run_step("preference_knowledge_base", cfg, copy)
+    stats = run_step("item_token_adapter", cfg, copy)
+    assert stats["modalities"][-1] == "knowledge" and stats["steps"] == 2
+    evaluation = run_step("item_token_evaluation", cfg, copy)
+    for group, weights in evaluation["modality_weights"].items():
+        assert weights["knowledge"] > 0 and sum(weights.values()) == pytest.approx(1.0, abs=1e-4), group
+    assert evaluation["test"]["n"] == json.loads((root / paths.STEP_METRICS["item_token_evaluation"])
+                                                 .read_text())["test"]["n"]
+    # the champion's attributed prompts carry no user: it is trained and loaded without the knowledge modality
+    champion = run_step("explain_item_token_adapter", cfg, copy)
+    assert "knowledge" not in champion["modalities"]
+    _, model, _, _ = load_item_token_model(cfg, copy, paths.EXPLAIN_ITEM_TOKEN_ADAPTER)
+    assert model.bank.knowledge is None and "knowledge" not in model.fusion.modalities
+    _, model, _, _ = load_item_token_model(cfg, copy)
+    assert model.bank.knowledge is not None and model.fusion.modalities[-1] == "knowledge"
+
+
 def test_champion_attributed_model_with_item_tokens(trained):
     """The champion: explain_adapter's LoRA frozen (CoLLM step 2), its own fusion; scored, explained and ranked on
     the attributed model's samples and lists, and compared with it, paired, in Table II's "w/o item tokens" row."""

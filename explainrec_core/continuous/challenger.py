@@ -22,16 +22,19 @@ from explainrec_core.errors import RetrainError
 from explainrec_core.evaluation.generation import explain_after_answer
 from explainrec_core.evaluation.paired import auc_difference
 from explainrec_core.evaluation.scoring import auc, score_yes
-from explainrec_core.features.feature_bank import FeatureBank
 from explainrec_core.features.fusion import ModalityFusion, load_fusion, save_fusion
-from explainrec_core.features.item_features import features_digest
 from explainrec_core.features.item_prompts import add_slot_token, slot_budget
 from explainrec_core.features.item_token_model import ItemTokenLM, SlotExample, item_token_joint_loss, scoring_embedder
 from explainrec_core.models import adapters
 from explainrec_core.models.base_model import load_tokenizer
 from explainrec_core.steps.explain_item_token_steps import shown_contexts, slotted_explain_prompts
 from explainrec_core.steps.explain_steps import context_builder, explained_prompt_rows
-from explainrec_core.steps.item_token_steps import load_item_token_model
+from explainrec_core.steps.item_token_steps import (
+    bank_digest,
+    feature_bank,
+    load_item_token_model,
+    trained_with_knowledge,
+)
 from explainrec_core.steps.llm_steps import _base_info, _checkpoint_dir, _finish, _fit, load_base
 from explainrec_core.training.joint_loss import encode_explained
 
@@ -55,12 +58,13 @@ def train_challenger(cfg: Config, root: Path, champion, rows: pl.DataFrame, log=
     source = champion.folder(root)
     llm = adapters.load_adapter(base, source)  # the champion's LoRA, frozen
     features = pl.read_parquet(paths.resolve(paths.ITEM_FEATURES, cfg, root))
-    bank = FeatureBank(features, cfg.multimodal.modalities, str(paths.resolve(paths.ITEM_FEATURES, cfg, root)))
+    bank = feature_bank(cfg, root, features, str(paths.resolve(paths.ITEM_FEATURES, cfg, root)),
+                        trained_with_knowledge(source))
     old = load_fusion(source)  # verified against its own config; the features are new by design
     if bank.modality_dims != old.spec.modality_dims:
         raise RetrainError(f"{source}: the champion's fusion takes {old.spec.modality_dims}, the rebuilt item "
                            f"features have {bank.modality_dims}: retrain from scratch with the pipeline")
-    fusion = ModalityFusion(dataclasses.replace(old.spec, features_sha256=features_digest(features)))
+    fusion = ModalityFusion(dataclasses.replace(old.spec, features_sha256=bank_digest(features, bank)))
     fusion.load_state_dict(old.state_dict())
     model = ItemTokenLM(llm, fusion, bank, slot_id)
 
@@ -74,7 +78,7 @@ def train_challenger(cfg: Config, root: Path, champion, rows: pl.DataFrame, log=
     train_cfg = dataclasses.replace(cfg.llm_training, lr=cfg.multimodal.fusion_lr, epochs=r.epochs, eval_every=0,
                                     patience=0, cutoff=cfg.llm_training.cutoff + slot_budget(cfg.samples.history_len))
     ckpt = _checkpoint_dir(root, "retrain_challenger", champion.id, champion.adapter_sha256, train_cfg,
-                           features_digest(features), table["sample_id"].to_list())
+                           bank_digest(features, bank), table["sample_id"].to_list())
     result = _fit("retrain_challenger", model, tokenizer, examples, train_cfg, ckpt,
                   loss_fn=item_token_joint_loss(weights.classification, weights.explanation))
     card = {"name": "retrain_challenger", "parent": champion.id, "base_model": info["source"],

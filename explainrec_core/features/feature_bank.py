@@ -5,6 +5,8 @@ for the user token) and the liked items it shows (`SlotRequest.liked`). The user
 of those liked items (LightGCN's fold-in, see item_features.py); the `affinity` modality of an item is that user
 vector times the item's collaborative vector, elementwise, whose sum is the CF model's own score for the pair.
 So the token after the target title carries "how well this item fits this user" as well as what the item is.
+The `knowledge` modality is per pair too: the preference knowledge base's evidence of how people like the user
+(`SlotRequest.user`) liked the item (features/knowledge_evidence.py); a request without a user has it masked.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import polars as pl
 import torch
 
 from explainrec_core.errors import ExplainRecError
+from explainrec_core.features.knowledge_evidence import KnowledgeEvidence
 
 USER_SLOT = -1
 """In `SlotRequest.items`: the user token's slot."""
+PAIR_MODALITIES = ("affinity", "knowledge")
+"""Modalities computed per (user, item) pair when a prompt is built, not stored in the item_features table."""
 
 
 class FeatureError(ExplainRecError):
@@ -32,15 +37,22 @@ class SlotRequest:
     """Item id of each soft token of the prompt, in prompt order; USER_SLOT for the user token."""
     liked: tuple[int, ...]
     """The liked items the prompt shows: the user's vector is the mean of their collaborative vectors."""
+    user: int | None = None
+    """The user the prompt is about: the `knowledge` modality's evidence is about them (None: masked)."""
 
 
 class FeatureBank:
     """Per-modality item matrices (zeros where missing) with presence masks, indexed by item id."""
 
-    def __init__(self, frame: pl.DataFrame, modalities: Sequence[str], source: str = "item_features") -> None:
-        missing = [m for m in modalities if m != "affinity" and m not in frame.columns]
+    def __init__(self, frame: pl.DataFrame, modalities: Sequence[str], source: str = "item_features",
+                 knowledge: KnowledgeEvidence | None = None) -> None:
+        missing = [m for m in modalities if m not in PAIR_MODALITIES and m not in frame.columns]
         if "affinity" in modalities and "collaborative" not in frame.columns:
             missing.append("collaborative (needed by affinity)")
+        if "knowledge" in modalities and knowledge is None:
+            raise FeatureError(f"{source}: the knowledge modality needs the preference knowledge base (run "
+                               "preference_knowledge_base), none was given")
+        self.knowledge = knowledge if "knowledge" in modalities else None
         if missing or "item_id" not in frame.columns:
             raise FeatureError(f"{source}: missing columns {missing or ['item_id']}")
         frame = frame.sort("item_id")
@@ -50,7 +62,8 @@ class FeatureBank:
         self.source = source
         self.vectors: dict[str, torch.Tensor] = {}
         self.present: dict[str, torch.Tensor] = {}
-        stored = [m for m in dict.fromkeys([*modalities, "collaborative"]) if m != "affinity" and m in frame.columns]
+        stored = [m for m in dict.fromkeys([*modalities, "collaborative"])
+                  if m not in PAIR_MODALITIES and m in frame.columns]
         for m in stored:
             matrix, present = _matrix(frame[m], f"{source}, column '{m}'")
             # Each modality scaled to unit mean norm (one factor per modality, so directions, relative lengths and
@@ -59,7 +72,7 @@ class FeatureBank:
             scale = float(norms.mean()) if len(norms) and float(norms.mean()) > 0 else 1.0
             self.vectors[m], self.present[m] = matrix / scale, present
         # A modality no item has (the image modality without CLIP weights) is left out of the fusion, and said so.
-        self.off = [m for m in modalities if m != "affinity" and not bool(self.present[m].any())]
+        self.off = [m for m in modalities if m not in PAIR_MODALITIES and not bool(self.present[m].any())]
         if "affinity" in modalities and not bool(self.present["collaborative"].any()):
             self.off.append("affinity")
         self.modalities = [m for m in modalities if m not in self.off]
@@ -68,7 +81,8 @@ class FeatureBank:
 
     @property
     def modality_dims(self) -> dict[str, int]:
-        return {m: int(self.vectors["collaborative" if m == "affinity" else m].shape[1]) for m in self.modalities}
+        return {m: self.knowledge.dim if m == "knowledge" else
+                int(self.vectors["collaborative" if m == "affinity" else m].shape[1]) for m in self.modalities}
 
     @property
     def context_dim(self) -> int:
@@ -118,6 +132,10 @@ class FeatureBank:
                 # times sqrt(dim): unit-norm user and item vectors give an affinity vector of about unit norm
                 features[m] = user[owner] * cf * cf.shape[1] ** 0.5
                 present.append(self.present["collaborative"][idx] & has_user[owner])
+            elif m == "knowledge":
+                users = [requests[flat[k][0]].user for k in item_pos]
+                features[m], has = self.knowledge.vectors(users, [flat[k][1] for k in item_pos])
+                present.append(has)
             else:
                 features[m] = self.vectors[m][idx]
                 present.append(self.present[m][idx])

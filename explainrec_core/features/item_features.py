@@ -10,8 +10,9 @@ Modalities (config.MODALITIES):
 - collaborative: the item vectors of a CF model (LightGCN by default) fitted on the training period only. Items
   nobody liked in the training period have no edge in its graph, so their vector is the random initialisation:
   those get null, never a vector that looks informative.
-The fifth modality, `affinity`, is not stored: it is per (user, item) pair and computed when a prompt is built
-(features/feature_bank.py): user vector * item's collaborative vector, elementwise.
+The pair modalities are not stored: they are per (user, item) pair and computed when a prompt is built
+(features/feature_bank.py): `affinity`, user vector * item's collaborative vector, elementwise, and `knowledge`,
+the preference knowledge base's evidence (features/knowledge_evidence.py).
 
 User vectors are not stored either: a user is always represented by the mean collaborative vector of the liked
 items their prompt shows (LightGCN's fold-in). Most test users joined after the training period and have no

@@ -48,10 +48,12 @@ def _split(history: Sequence[tuple[str, float, int]], like_threshold: float):
 
 
 def slotted_rec_prompt(history: Sequence[tuple[str, float, int]], target: tuple[str, int], like_threshold: float,
-                       user_token: bool = True, text_prompt: str | None = None) -> tuple[str, SlotRequest]:
+                       user_token: bool = True, text_prompt: str | None = None,
+                       user: int | None = None) -> tuple[str, SlotRequest]:
     """(prompt, slots) for a shown history of (quoted title, rating, item id), oldest first, and the target
-    (quoted title, item id). With `text_prompt` (the sample's rec_prompts prompt), checks that only the slots
-    differ; ValueError otherwise (another history or title would be a confound, not an item token)."""
+    (quoted title, item id), about `user` (the knowledge modality's subject). With `text_prompt` (the sample's
+    rec_prompts prompt), checks that only the slots differ; ValueError otherwise (another history or title would be
+    a confound, not an item token)."""
     for quoted, *_ in (*history, target):
         if SLOT in quoted:
             raise ValueError(f"an item title contains the slot marker {SLOT!r}: {quoted!r}")
@@ -63,25 +65,25 @@ def slotted_rec_prompt(history: Sequence[tuple[str, float, int]], target: tuple[
     if text_prompt is not None and strip_slots(prompt) != text_prompt:
         raise ValueError("the slotted prompt differs from the text prompt in more than its slots "
                          f"(history or titles differ):\n{strip_slots(prompt)!r}\nvs\n{text_prompt!r}")
-    return prompt, SlotRequest(items=items, liked=tuple(i for _, i in liked))
+    return prompt, SlotRequest(items=items, liked=tuple(i for _, i in liked), user=user)
 
 
 def slotted_parts(history: Sequence[tuple[str, float, int]], like_threshold: float,
-                  user_token: bool = True) -> tuple[str, SlotRequest]:
+                  user_token: bool = True, user: int | None = None) -> tuple[str, SlotRequest]:
     """The shared prefix of every candidate's slotted prompt for one user (everything before the space that
     precedes the target title, as prefix_scoring.rec_prompt_parts) and its slots; pair with `slotted_suffix`."""
     prompt, request = slotted_rec_prompt(history, (_TARGET, 0), like_threshold, user_token)
     head, sep, _ = prompt.rpartition(" " + _TARGET)
     if not sep:
         raise ValueError("cannot locate the target in the slotted prompt")
-    return head, SlotRequest(items=request.items[:-1], liked=request.liked)
+    return head, SlotRequest(items=request.items[:-1], liked=request.liked, user=user)
 
 
-def slotted_suffix(target: tuple[str, int], liked: tuple[int, ...]) -> tuple[str, SlotRequest]:
+def slotted_suffix(target: tuple[str, int], liked: tuple[int, ...], user: int | None = None) -> tuple[str, SlotRequest]:
     """The per-candidate remainder: ' "Title (Year)"<|item|>?\\n\\n### Response:\\n' and its one slot."""
     prompt, _ = slotted_rec_prompt([], (_TARGET, 0), 0.0, user_token=False)
     tail = prompt[prompt.rindex(_TARGET) + len(_TARGET):]
-    return f" {target[0]}{tail}", SlotRequest(items=(target[1],), liked=liked)
+    return f" {target[0]}{tail}", SlotRequest(items=(target[1],), liked=liked, user=user)
 
 
 def _explain_request(ctx: SampleContext, user_token: bool, target: bool) -> SlotRequest:

@@ -27,7 +27,7 @@ from explainrec_core.features.item_token_model import SlotExample, item_token_jo
 from explainrec_core.models import adapters
 from explainrec_core.steps.data_steps import read_processed
 from explainrec_core.steps.explain_steps import context_builder
-from explainrec_core.steps.item_token_steps import _score, new_item_token_model
+from explainrec_core.steps.item_token_steps import new_item_token_model, score_slotted
 from explainrec_core.steps.llm_steps import _as_dict, _checkpoint_dir, _finish, _fit, _sha256, load_base
 from explainrec_core.training.joint_loss import encode_explained
 
@@ -64,7 +64,8 @@ def run_explain_item_token_adapter(cfg: Config, root: Path) -> dict:
     train_rows, valid_rows = (prompts.filter(pl.col("set") == s).unique("sample_id").sort("sample_id")
                               for s in ("train", "valid"))
     llm = adapters.load_adapter(base, root / paths.EXPLAIN_ADAPTER)  # step 1's LoRA, frozen (CoLLM step 2)
-    model = new_item_token_model(cfg, root, llm, slot_id)
+    # no knowledge modality: the attributed prompts do not carry their user (features/knowledge_evidence.py)
+    model = new_item_token_model(cfg, root, llm, slot_id, with_knowledge=False)
     builder = context_builder(cfg, root)
     train_cfg = dataclasses.replace(cfg.llm_training, lr=cfg.multimodal.fusion_lr,
                                     epochs=cfg.multimodal.fusion_epochs,
@@ -83,7 +84,7 @@ def run_explain_item_token_adapter(cfg: Config, root: Path) -> dict:
     valid_labels = valid_rows["label"].to_list()
 
     def evaluate(m) -> float:
-        value = auc(valid_labels, _score(m, tokenizer, slot_id, valid_prompts, valid_requests, answer_ids,
+        value = auc(valid_labels, score_slotted(m, tokenizer, slot_id, valid_prompts, valid_requests, answer_ids,
                                          cfg.evaluation.batch_size))
         return 0.5 if value is None else value
 

@@ -16,6 +16,8 @@ same samples and candidate lists as the TALLRec recipe.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -28,15 +30,28 @@ from explainrec_core.baselines.base import TrainingData
 from explainrec_core.config import Config
 from explainrec_core.evaluation.ranking import llm_lists, ranking_metrics
 from explainrec_core.evaluation.scoring import auc, score_yes
-from explainrec_core.features.feature_bank import FeatureBank, SlotRequest
+from explainrec_core.features.feature_bank import FeatureBank, FeatureError, SlotRequest
+from explainrec_core.features.fusion import CONFIG as FUSION_CONFIG
 from explainrec_core.features.fusion import FusionSpec, ModalityFusion, load_fusion, save_fusion
 from explainrec_core.features.item_features import build_item_features, features_digest
-from explainrec_core.features.item_prompts import (add_slot_token, slot_budget, slotted_parts, slotted_rec_prompt,
-                                                   slotted_suffix)
-from explainrec_core.features.item_token_model import (ItemTokenLM, SlotExample, item_token_loss,
-                                                       score_slotted_candidates, scoring_embedder,
-                                                       token_embedding_norm)
+from explainrec_core.features.item_prompts import (
+    add_slot_token,
+    slot_budget,
+    slotted_parts,
+    slotted_rec_prompt,
+    slotted_suffix,
+)
+from explainrec_core.features.item_token_model import (
+    ItemTokenLM,
+    SlotExample,
+    item_token_loss,
+    score_slotted_candidates,
+    scoring_embedder,
+    token_embedding_norm,
+)
+from explainrec_core.features.knowledge_evidence import KnowledgeEvidence
 from explainrec_core.io import write_parquet
+from explainrec_core.knowledge import store
 from explainrec_core.models import adapters
 from explainrec_core.plots import plot_modality_weights
 from explainrec_core.progress import progress_bar
@@ -79,28 +94,76 @@ def slotted_prompts(cfg: Config, root: Path, rows: pl.DataFrame) -> tuple[list[s
         history = [(titles[i], rating, i) for i, rating in zip(r["history_item_ids"][start:],
                                                                 r["history_ratings"][start:], strict=True)]
         prompt, request = slotted_rec_prompt(history, (titles[r["item_id"]], r["item_id"]),
-                                             cfg.samples.like_threshold, cfg.multimodal.user_token, r["prompt"])
+                                             cfg.samples.like_threshold, cfg.multimodal.user_token, r["prompt"],
+                                             user=r["user_id"])
         prompts.append(prompt)
         requests.append(request)
     return prompts, requests
 
 
-def new_item_token_model(cfg: Config, root: Path, llm, slot_id: int) -> ItemTokenLM:
+def knowledge_evidence(cfg: Config, root: Path) -> KnowledgeEvidence:
+    """The knowledge modality's source: the preference knowledge base and the training-period ratings it counted
+    (to leave a training sample's own rating out of its evidence)."""
+    folder = paths.resolve(paths.KNOWLEDGE_BASE, cfg, root)
+    try:
+        kb = store.load(folder)
+    except FileNotFoundError as exc:
+        raise FeatureError(f"multimodal.modalities names knowledge: {exc}") from None
+    items = read_processed(cfg, root, "items")
+    data = TrainingData.from_tables(read_processed(cfg, root, "samples"), read_processed(cfg, root, "interactions"),
+                                    items, cfg.samples.like_threshold)
+    counted = store.training_ratings(data)
+    if counted.height != kb.manifest["training_ratings"]:
+        raise FeatureError(f"{folder}: built from "
+                           f"{kb.manifest['training_ratings']} training ratings, the tables now hold {counted.height} "
+                           "(rebuild preference_knowledge_base)")
+    return KnowledgeEvidence.from_store(kb, counted)
+
+
+def feature_bank(cfg: Config, root: Path, features: pl.DataFrame, source: str,
+                 with_knowledge: bool = True) -> FeatureBank:
+    """The item features (and the knowledge base's pair evidence when `multimodal.modalities` names knowledge) the
+    fusion reads. `with_knowledge=False` leaves the knowledge modality out: the attributed prompts (the champion's)
+    do not carry their user yet, so its evidence could never be present there."""
+    modalities = [m for m in cfg.multimodal.modalities if with_knowledge or m != "knowledge"]
+    knowledge = knowledge_evidence(cfg, root) if "knowledge" in modalities else None
+    return FeatureBank(features, modalities, source, knowledge=knowledge)
+
+
+def trained_with_knowledge(folder: Path) -> bool:
+    """Whether the fusion saved in `folder` reads the knowledge modality (the champion's never does)."""
+    try:
+        return "knowledge" in json.loads((folder / FUSION_CONFIG).read_text())["modality_dims"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # load_fusion reports what is wrong with the folder
+
+
+def bank_digest(features: pl.DataFrame, bank: FeatureBank) -> str:
+    """What a fusion is checked against on load: the item features' content hash, and with the knowledge modality
+    the knowledge base's too (a rebuilt KB changes the evidence the fusion learned to read)."""
+    digest = features_digest(features)
+    if bank.knowledge is None:
+        return digest
+    return hashlib.sha256(f"{digest}:{bank.knowledge.digest}".encode()).hexdigest()
+
+
+def new_item_token_model(cfg: Config, root: Path, llm, slot_id: int, with_knowledge: bool = True) -> ItemTokenLM:
     """`llm` (a LoRA model: frozen for two_step, trainable for joint) with a freshly initialised fusion (seeded by
     `llm_training.seed`) over the item_features the settings name: the item-token training's starting point."""
     features = _read_features(cfg, root)
-    bank = FeatureBank(features, cfg.multimodal.modalities, str(paths.resolve(paths.ITEM_FEATURES, cfg, root)))
+    bank = feature_bank(cfg, root, features, str(paths.resolve(paths.ITEM_FEATURES, cfg, root)), with_knowledge)
     embeddings = llm.get_input_embeddings()
     spec = FusionSpec(modality_dims=bank.modality_dims, context_dim=bank.context_dim,
                       fusion_dim=cfg.multimodal.fusion_dim, hidden_size=embeddings.embedding_dim,
                       token_norm=token_embedding_norm(llm), user_token=cfg.multimodal.user_token,
-                      features_sha256=features_digest(features))
+                      features_sha256=bank_digest(features, bank))
     torch.manual_seed(cfg.llm_training.seed)
     return ItemTokenLM(llm, ModalityFusion(spec), bank, slot_id)
 
 
-def _score(model: ItemTokenLM, tokenizer, slot_id: int, prompts, requests, answer_ids, batch_size,
-           on_batch=None) -> np.ndarray:
+def score_slotted(model: ItemTokenLM, tokenizer, slot_id: int, prompts, requests, answer_ids, batch_size,
+                  on_batch=None) -> np.ndarray:
+    """P(Yes) of each slotted prompt (its soft tokens from `requests`), batched."""
     return score_yes(model.llm, tokenizer, prompts, answer_ids, batch_size, on_batch=on_batch,
                      embed=scoring_embedder(model, requests), slot_id=slot_id)
 
@@ -130,7 +193,7 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
     valid_labels = valid_rows["label"].to_list()
 
     def evaluate(m) -> float:
-        value = auc(valid_labels, _score(m, tokenizer, slot_id, valid_prompts, valid_requests,
+        value = auc(valid_labels, score_slotted(m, tokenizer, slot_id, valid_prompts, valid_requests,
                                          info["answer_token_ids"], cfg.evaluation.batch_size))
         return 0.5 if value is None else value
 
@@ -173,8 +236,8 @@ def load_item_token_model(cfg: Config, root: Path, adapter: str = paths.ITEM_TOK
     if not source.is_file():
         source = paths.resolve(paths.ITEM_FEATURES, cfg, root)
     features = pl.read_parquet(source)
-    bank = FeatureBank(features, cfg.multimodal.modalities, str(source))
-    fusion = load_fusion(folder, features_sha256=features_digest(features), modality_dims=bank.modality_dims,
+    bank = feature_bank(cfg, root, features, str(source), trained_with_knowledge(folder))
+    fusion = load_fusion(folder, features_sha256=bank_digest(features, bank), modality_dims=bank.modality_dims,
                          hidden_size=base.config.hidden_size)
     llm = adapters.load_adapter(base, folder)
     return info, ItemTokenLM(llm, fusion, bank, slot_id).eval(), tokenizer, slot_id
@@ -191,7 +254,8 @@ def run_item_token_evaluation(cfg: Config, root: Path) -> dict:
     texts, requests = slotted_prompts(cfg, root, unique)
     start = time.perf_counter()
     with progress_bar(unique.height, "item_token_evaluation: scoring") as advance:
-        p_yes = _score(model, tokenizer, slot_id, texts, requests, answer_ids, cfg.evaluation.batch_size, advance)
+        p_yes = score_slotted(model, tokenizer, slot_id, texts, requests, answer_ids, cfg.evaluation.batch_size,
+                              advance)
     seconds = time.perf_counter() - start
     scores = prompts.select("set", "sample_id", "user_id", "item_id", "label").join(
         unique.select("sample_id").with_columns(pl.Series("p_yes", p_yes)), on="sample_id")
@@ -207,7 +271,8 @@ def run_item_token_evaluation(cfg: Config, root: Path) -> dict:
     for name in ("test", "new_item"):
         ids = scores.filter(pl.col("set") == name)["sample_id"].to_list()
         if ids:
-            targets = [SlotRequest(items=by_sample[s].items[-1:], liked=by_sample[s].liked) for s in ids]
+            targets = [SlotRequest(items=by_sample[s].items[-1:], liked=by_sample[s].liked, user=by_sample[s].user)
+                       for s in ids]
             _, w = model.soft_tokens(targets)
             weights[name] = dict(zip(model.bank.modalities, w.mean(0).tolist(), strict=True))
     metrics["modality_weights"] = weights
@@ -230,8 +295,8 @@ def _rank(cfg: Config, root: Path, model: ItemTokenLM, tokenizer, answer_ids) ->
         for r in candidates.iter_rows(named=True):
             history = [(titles[i], rating, i) for i, rating in zip(r["history_item_ids"], r["history_ratings"],
                                                                     strict=True)]
-            prefix = slotted_parts(history, cfg.samples.like_threshold, cfg.multimodal.user_token)
-            suffixes = [slotted_suffix((titles[i], i), prefix[1].liked) for i in r["candidates"]]
+            prefix = slotted_parts(history, cfg.samples.like_threshold, cfg.multimodal.user_token, r["user_id"])
+            suffixes = [slotted_suffix((titles[i], i), prefix[1].liked, r["user_id"]) for i in r["candidates"]]
             p_yes = score_slotted_candidates(model, tokenizer, prefix, suffixes, answer_ids,
                                              cfg.evaluation.batch_size * 4)
             rows.append({"sample_id": r["sample_id"], "scores": p_yes.tolist()})
