@@ -3,8 +3,10 @@ arms, or a model and the knowledge base alone), per evaluation set: AUC of each 
 (paired bootstrap over the same samples, as the report's).
 
     python runs/lr_sweep/pair_scores.py A.parquet B.parquet [--resamples 2000]
+    python runs/lr_sweep/pair_scores.py A.parquet baseline_scores.parquet --method lightgcn
 
-Score files: data/scores/{item_token,rec,knowledge_base}_scores.parquet (set, sample_id, label, p_yes). B may hold more samples (the knowledge base scores whole sets): A's are used.
+Score files: data/scores/{item_token,rec,knowledge_base}_scores.parquet (set, sample_id, label, p_yes). B may hold
+more samples (the knowledge base scores whole sets): A's are used.
 """
 
 from __future__ import annotations
@@ -17,19 +19,23 @@ import typer
 from explainrec_core.evaluation.paired import auc_difference, auc_with_ci
 
 
-def load(path: str, name: str) -> pl.DataFrame:
-    return pl.read_parquet(path).filter(pl.col("set") == name).select("sample_id", "label", score="p_yes").sort(
-        "sample_id")
+def load(path: str, name: str, method: str = "") -> pl.DataFrame:
+    frame = pl.read_parquet(path).filter(pl.col("set") == name)
+    if method:  # baseline_scores.parquet: one method's AUC-protocol scores, every seed (the bootstrap averages them)
+        frame = frame.filter((pl.col("method") == method) & (pl.col("protocol") == "auc"))
+        return frame.select("sample_id", "label", "score", "seed").sort("sample_id", "seed")
+    return frame.select("sample_id", "label", score="p_yes").sort("sample_id")
 
 
 def main(a_path: str, b_path: str,
+         method: Annotated[str, typer.Option(help="B is baseline_scores.parquet: this baseline's scores.")] = "",
          resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000) -> None:
     for name in ("test", "new_user", "new_item"):
-        a, b = load(a_path, name), load(b_path, name)
+        a, b = load(a_path, name), load(b_path, name, method)
         if a.is_empty() or b.is_empty():
             continue
         b = b.filter(pl.col("sample_id").is_in(a["sample_id"].implode()))  # a file of whole sets (the KB's)
-        if not a["sample_id"].equals(b["sample_id"]):
+        if not a["sample_id"].equals(b["sample_id"].unique(maintain_order=True)):
             raise SystemExit(f"{name}: {a_path} scores samples {b_path} does not")
         ca, cb, d = auc_with_ci(a, resamples), auc_with_ci(b, resamples), auc_difference(a, b, resamples)
         print(f"{name:>9} n={a.height}: a {ca.value:.3f} [{ca.ci95[0]:.3f}, {ca.ci95[1]:.3f}]  "
