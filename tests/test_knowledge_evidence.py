@@ -70,6 +70,16 @@ def test_an_uncounted_pair_reads_the_kb_rates_as_they_are():
                                             abs=1e-5)
 
 
+def test_uncounted_pairs_score_as_the_knowledge_base_itself():
+    """The evidence re-implements eq. 5's mix in numpy (per pair, with leave-one-out); for pairs the KB did not count
+    it must equal the KB's own score, fallbacks included (no demographics, unknown user, unknown item)."""
+    ev, tables = _evidence(_ratings())
+    rows = pl.DataFrame({"user_id": [2, 3, 99, 1, 4], "item_id": [12, 11, 11, 999, 12]})
+    kb = demographic.score(rows, demographic.user_groups(_users(), (18,)), tables.item_rates(M), WEIGHTS,
+                           tables.global_rate)
+    assert [ev.score(u, i) for u, i in rows.iter_rows()] == pytest.approx(kb["p"].to_list())
+
+
 def test_a_counted_pair_leaves_its_own_rating_out():
     ev, tables = _evidence(_ratings())
     # user 1 (m) rated item 10 (liked): all and gender=m counts both hold it

@@ -115,7 +115,7 @@ class KnowledgeEvidence:
             if user is None:
                 continue
             p, known, n_all = self.rates(int(user), int(item))
-            mixed = float((self.weights[known] * p[known]).sum() / self.weights[known].sum())
+            mixed = self._mix(p, known)
             filled = np.where(known, p, p[all_col])
             out[row] = np.concatenate([[_logit(np.array(mixed)) - base], _logit(filled) - base,
                                        [np.log1p(n_all) / COUNT_SCALE]])
@@ -123,6 +123,10 @@ class KnowledgeEvidence:
         return torch.from_numpy(out), torch.from_numpy(present)
 
     def score(self, user: int, item: int) -> float:
-        """P(i | u), leave-one-out for a counted pair (the first entry of `vectors`, as a probability)."""
-        p, known, _ = self.rates(user, item)
+        """P(i | u), leave-one-out for a counted pair (the first entry of `vectors`, as a probability); for a pair
+        the KB did not count, the KB's own score (demographic.score: a test holds them equal)."""
+        return self._mix(*self.rates(user, item)[:2])
+
+    def _mix(self, p: np.ndarray, known: np.ndarray) -> float:
+        """eq. 5: the group rates weighted by w_t, renormalised over the types the user has a known value for."""
         return float((self.weights[known] * p[known]).sum() / self.weights[known].sum())
