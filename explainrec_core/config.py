@@ -536,6 +536,10 @@ class MultimodalConfig:
     """Item images named <item_id>.jpg/.png/.webp in a local folder or under an s3:// prefix; "" = none."""
     collaborative_model: str = "lightgcn"
     """The CF model whose training-period item vectors are the collaborative modality: lightgcn | bpr."""
+    collaborative_holdout: bool = True
+    """Fit that CF model without the targets of the LLM's training prompts (rec_prompts' train set), so a training
+    prompt's vectors never encode its own answer, as a validation or test prompt's never do (item_features.py).
+    False: the whole training period, as before 2026-12-07's last runs."""
     max_attribute_values: int = 512
     """The attribute modality: multi-hot over the most frequent attribute values (genres, era, people, ...)."""
     fusion_dim: int = 128
@@ -546,6 +550,11 @@ class MultimodalConfig:
     """Epochs of CoLLM's second step over the same few-shot examples. Its own setting because a fresh fusion MLP is
     still learning when one epoch ends (paper profile: valid AUC still rising at the last of 32 steps); early
     stopping on validation AUC (llm_training.eval_every / patience) still picks the step kept."""
+    unseen_negatives: int = 0
+    """item_token_adapter's ranking-protocol examples: per liked training target, this many catalogue items the
+    user had not rated in the training period, asked about with the same shown history and answered "No." (the
+    ranking lists rank a liked target among unrated items, which like/dislike examples never show: the baselines'
+    ranking-tuned settings draw such negatives too). 0 = the TALLRec recipe's examples only."""
     user_token: bool = True
     """Also place a user token (the user's vector: the mean CF vector of the liked items shown) in the prompt."""
     schedule: str = "joint"
@@ -567,6 +576,8 @@ class MultimodalConfig:
             raise ConfigError("multimodal.text_encoder: clip needs multimodal.clip_pretrained (CLIP weights)")
         if self.collaborative_model not in ("lightgcn", "bpr"):
             raise ConfigError(f"multimodal.collaborative_model: lightgcn or bpr, got {self.collaborative_model!r}")
+        if self.unseen_negatives < 0:
+            raise ConfigError(f"multimodal.unseen_negatives: >= 0, got {self.unseen_negatives}")
         if self.fusion_dim < 1 or self.max_attribute_values < 1 or self.fusion_lr <= 0 or self.fusion_epochs < 1:
             raise ConfigError("multimodal: fusion_dim, max_attribute_values, fusion_lr and fusion_epochs must be "
                               f"positive, got {self.fusion_dim}, {self.max_attribute_values}, {self.fusion_lr}, "

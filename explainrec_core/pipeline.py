@@ -231,9 +231,14 @@ STEPS = (
          plots=(f"{paths.FIGURES}/explain_adapter_ablation_training.png",), gated=True,
          doc="Ablation: the same model and loss without preference attribution in the prompt."),
     Step("item_features", "multimodal", StepFn("item_token_steps.run_item_features"),
-         deps=("samples", "interactions", "items", "item_attributes"),
+         deps=("samples", "interactions", "items", "item_attributes", "rec_prompts"),
          outs={"item_features": paths.ITEM_FEATURES},
-         params=("multimodal", "baselines.hyperparameters", "baselines.seeds", "samples.like_threshold"),
+         # the settings that make the vectors, not the fusion's: a fusion setting must not refit the features (and
+         # the baselines that read them)
+         params=("multimodal.text_encoder", "multimodal.clip_model", "multimodal.clip_pretrained",
+                 "multimodal.image_dir", "multimodal.collaborative_model", "multimodal.collaborative_holdout",
+                 "multimodal.max_attribute_values", "baselines.hyperparameters", "baselines.seeds",
+                 "samples.like_threshold"),
          metrics=paths.STEP_METRICS["item_features"],
          doc="Per item: text (MiniLM or CLIP), image (open_clip, when weights are given), attribute and "
              "training-period collaborative vectors."),

@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from explainrec_core import paths
 from explainrec_core.config import load_config
@@ -328,6 +330,9 @@ def test_item_token_model(trained):
     report = stats["item_features"]
     assert report["image"]["off"].startswith("no CLIP weights") and report["text"]["dim"] == 384
     assert 0.5 < report["collaborative"]["coverage"] < 1  # items nobody liked in the training period: none
+    # the CF fit left out the LLM's training targets (multimodal.collaborative_holdout, on by default)
+    train_pairs = pl.read_parquet(root / paths.REC_PROMPTS).filter(pl.col("set") == "train").n_unique("sample_id")
+    assert report["collaborative"]["held_out_interactions"] == train_pairs > 0
     adapter = stats["item_token_adapter"]
     assert adapter["modalities_off"] == ["image"] and adapter["steps"] == 2 and 0 <= adapter["valid_auc"] <= 1
     folder = root / paths.ITEM_TOKEN_ADAPTER
@@ -380,7 +385,9 @@ def test_item_token_model_two_step_schedule_keeps_the_rec_adapters_lora(trained,
 
 def test_item_tokens_with_the_knowledge_modality(trained, tmp_path):
     """multimodal.modalities + knowledge: the KB's evidence about each (user, item) pair in the item tokens,
-    trained, scored (ranking lists too) and given attention; without the KB the step says which asset is missing."""
+    trained, scored (ranking lists too) and given attention; without the KB the step says which asset is missing.
+    The same training also takes the ranking protocol's negatives (multimodal.unseen_negatives: 1 per liked
+    training target)."""
     import dataclasses
 
     from explainrec_core.errors import ExplainRecError
@@ -391,18 +398,23 @@ def test_item_tokens_with_the_knowledge_modality(trained, tmp_path):
     shutil.copytree(root, copy, ignore=shutil.ignore_patterns("item_token_adapter"))
     cfg = load_config(copy / "params.yaml")
     cfg = dataclasses.replace(cfg, multimodal=dataclasses.replace(
-        cfg.multimodal, modalities=(*cfg.multimodal.modalities, "knowledge")))
+        cfg.multimodal, modalities=(*cfg.multimodal.modalities, "knowledge"), unseen_negatives=1))
     with pytest.raises(ExplainRecError, match="preference_knowledge_base"):
         run_step("item_token_adapter", cfg, copy)
     assert not (copy / paths.ITEM_TOKEN_ADAPTER).exists()
     run_step("preference_knowledge_base", cfg, copy)
     stats = run_step("item_token_adapter", cfg, copy)
-    assert stats["modalities"][-1] == "knowledge" and stats["steps"] == 2
+    train = pl.read_parquet(copy / paths.REC_PROMPTS).filter(pl.col("set") == "train")
+    negatives = stats["unseen_negatives"]
+    assert negatives["added"] + negatives["skipped_too_long"] == train.filter(pl.col("label") == 1).height > 0
+    assert stats["examples"] == train.height + negatives["added"]
+    assert stats["modalities"][-1] == "knowledge" and stats["steps"] == -(-stats["examples"] // 4)  # batch 4
     evaluation = run_step("item_token_evaluation", cfg, copy)
     for group, weights in evaluation["modality_weights"].items():
         assert weights["knowledge"] > 0 and sum(weights.values()) == pytest.approx(1.0, abs=1e-4), group
     assert evaluation["test"]["n"] == json.loads((root / paths.STEP_METRICS["item_token_evaluation"])
                                                  .read_text())["test"]["n"]
+    _ranking_reads_the_users_knowledge(cfg, copy)
     # the champion's attributed prompts carry no user: it is trained and loaded without the knowledge modality
     champion = run_step("explain_item_token_adapter", cfg, copy)
     assert "knowledge" not in champion["modalities"]
@@ -410,6 +422,37 @@ def test_item_tokens_with_the_knowledge_modality(trained, tmp_path):
     assert model.bank.knowledge is None and "knowledge" not in model.fusion.modalities
     _, model, _, _ = load_item_token_model(cfg, copy)
     assert model.bank.knowledge is not None and model.fusion.modalities[-1] == "knowledge"
+
+
+def _ranking_reads_the_users_knowledge(cfg, root):
+    """Ranking (`_rank`: each user's slotted prefix once, then the candidates) puts the list's user in every slot
+    it asks the fusion for, so the knowledge modality is read, and its scores equal full-prompt scoring of the same
+    candidates with that user."""
+    from explainrec_core.features.item_prompts import slotted_rec_prompt
+    from explainrec_core.steps.item_token_steps import _rank, load_item_token_model, score_slotted
+
+    info, model, tokenizer, slot_id = load_item_token_model(cfg, root)
+    asked = []
+    soft_tokens = model.soft_tokens
+    model.soft_tokens = lambda requests: asked.extend(requests) or soft_tokens(requests)
+    with torch.inference_mode():
+        _rank(cfg, root, model, tokenizer, info["answer_token_ids"])
+    model.soft_tokens = soft_tokens
+    lists = llm_lists(pl.read_parquet(root / paths.RANKING_CANDIDATES), cfg.ranking.llm_positives)
+    assert lists.height > 0 and asked
+    assert {r.user for r in asked} == set(lists["user_id"].to_list())  # never None: knowledge is never masked
+
+    items = pl.read_parquet(paths.resolve(paths.processed("items"), cfg, root))
+    titles = {r["item_id"]: quote_item(r["title"], r["year"]) for r in items.iter_rows(named=True)}
+    row = lists.row(0, named=True)
+    ranked = pl.read_parquet(root / paths.ITEM_TOKEN_RANKING).filter(pl.col("sample_id") == row["sample_id"])
+    history = [(titles[i], r, i) for i, r in zip(row["history_item_ids"], row["history_ratings"], strict=True)]
+    built = [slotted_rec_prompt(history, (titles[i], i), cfg.samples.like_threshold, cfg.multimodal.user_token,
+                                user=row["user_id"]) for i in row["candidates"][:4]]
+    with torch.inference_mode():
+        full = score_slotted(model, tokenizer, slot_id, [p for p, _ in built], [q for _, q in built],
+                             info["answer_token_ids"], 4)
+    np.testing.assert_allclose(np.asarray(ranked["scores"][0][:4]), np.asarray(full), atol=1e-5)
 
 
 def test_champion_attributed_model_with_item_tokens(trained):

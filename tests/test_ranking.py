@@ -17,6 +17,7 @@ from explainrec_core.evaluation.ranking import (
     llm_lists,
     positive_ranks,
     ranking_metrics,
+    unseen_negatives,
 )
 from tests.conftest import write_params
 
@@ -272,3 +273,23 @@ def test_both_llm_rankers_rank_the_same_drawn_lists(processed_copy, monkeypatch)
     expected = llm_lists(candidates, 6)["sample_id"].to_list()
     assert by_llm_ranking == by_explain == expected and grid.shape == (6, 10) and scored == [10] * 12
     assert set(expected) != set(candidates["sample_id"].head(6))
+
+
+def test_unseen_negatives_are_items_the_user_never_rated_seeded_per_sample():
+    """The ranking protocol's training negatives: k catalogue items per row that the user did not rate in the
+    training period, never the row's own item, the same draw for the same seed, another for another seed."""
+    rated = pl.DataFrame({"user_id": [1, 1, 1, 2], "item_id": [10, 11, 12, 10]})
+    rows = pl.DataFrame({"sample_id": [5, 6, 7], "user_id": [1, 1, 2], "item_id": [12, 11, 13]})
+    catalogue = np.arange(10, 30)
+    drawn = unseen_negatives(rows, rated, catalogue, k=4, seed=0)
+    assert drawn.columns == ["sample_id", "user_id", "item_id"] and drawn.height == 12
+    for sample_id, user, target in rows.iter_rows():
+        mine = drawn.filter(pl.col("sample_id") == sample_id)
+        assert mine["user_id"].unique().to_list() == [user] and mine["item_id"].n_unique() == 4
+        forbidden = set(rated.filter(pl.col("user_id") == user)["item_id"].to_list()) | {target}
+        assert not forbidden & set(mine["item_id"].to_list())
+        assert set(mine["item_id"].to_list()) <= set(catalogue.tolist())
+    assert drawn.equals(unseen_negatives(rows, rated, catalogue, k=4, seed=0))
+    assert not drawn.equals(unseen_negatives(rows, rated, catalogue, k=4, seed=1))
+    with pytest.raises(ValueError, match="user 1 has only 2 unrated items"):
+        unseen_negatives(rows.head(1), rated, np.arange(10, 15), k=3, seed=0)

@@ -85,6 +85,26 @@ def build_candidates(samples: pl.DataFrame, interactions: pl.DataFrame, *, n_neg
     )
 
 
+def unseen_negatives(rows: pl.DataFrame, rated: pl.DataFrame, catalogue: np.ndarray, k: int,
+                     seed: int) -> pl.DataFrame:
+    """Training negatives of the ranking protocol: for each row (sample_id, user_id, item_id), `k` catalogue items
+    the user did not rate in `rated` (user_id, item_id: the training period), never the row's item; seeded per
+    sample as build_candidates' lists are. Output: sample_id, user_id, item_id (the negative), one row each.
+    Raises ValueError when a user has fewer than `k` such items."""
+    seen_frame = rated.group_by("user_id").agg(pl.col("item_id").unique())
+    seen = {u: np.asarray(items, dtype=np.int64) for u, items in seen_frame.iter_rows()}
+    catalogue = np.unique(np.asarray(catalogue, dtype=np.int64))
+    out = []
+    for sample_id, user, item in rows.select("sample_id", "user_id", "item_id").iter_rows():
+        unseen = np.setdiff1d(catalogue, seen.get(user, np.empty(0, np.int64)), assume_unique=True)
+        unseen = unseen[unseen != item]
+        if unseen.size < k:
+            raise ValueError(f"user {user} has only {unseen.size} unrated items, fewer than {k} (sample {sample_id})")
+        rng = np.random.default_rng([seed, sample_id, 1])  # its own stream: not the test lists' negatives
+        out.extend((sample_id, user, int(i)) for i in rng.choice(unseen, size=k, replace=False))
+    return pl.DataFrame(out, schema={"sample_id": pl.Int64, "user_id": pl.Int64, "item_id": pl.Int64}, orient="row")
+
+
 def llm_lists(cands: pl.DataFrame, n: int) -> pl.DataFrame:
     """The `n` candidate lists the LLM rankers rank (all when fewer): the first `n` of the seeded `llm_order`
     draw, in that order, so a larger `n` only adds lists. Every LLM ranker must select its lists here."""

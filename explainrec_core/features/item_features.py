@@ -10,6 +10,12 @@ Modalities (config.MODALITIES):
 - collaborative: the item vectors of a CF model (LightGCN by default) fitted on the training period only. Items
   nobody liked in the training period have no edge in its graph, so their vector is the random initialisation:
   those get null, never a vector that looks informative.
+  With `multimodal.collaborative_holdout` (the default) the fit leaves out the ratings the LLM is trained to
+  predict: the targets of rec_prompts' training prompts. Otherwise a training prompt's liked target is an edge of
+  the graph its own vectors were fitted on, so its affinity (user . item) already encodes the answer, while a
+  validation or test target never is one: the LLM would learn to trust an affinity that is weaker where it is
+  used. Held out, every prompt the LLM reads, trained on or scored, has vectors fitted without its target
+  (`scripts/cf_holdout_check.py` measures the gap).
 The pair modalities are not stored: they are per (user, item) pair and computed when a prompt is built
 (features/feature_bank.py): `affinity`, user vector * item's collaborative vector, elementwise, and `knowledge`,
 the preference knowledge base's evidence (features/knowledge_evidence.py).
@@ -21,6 +27,7 @@ learned vector, and a training sample's learned user vector would have been fitt
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
@@ -64,9 +71,23 @@ def attribute_vectors(items: pl.DataFrame, attributes: pl.DataFrame, max_values:
     return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0), vocab
 
 
-def collaborative_vectors(cfg: Config, data: TrainingData) -> tuple[dict[int, np.ndarray], dict]:
+def hold_out(data: TrainingData, pairs: pl.DataFrame | None) -> TrainingData:
+    """`data` without the training-period interactions of the given (user_id, item_id) pairs."""
+    if pairs is None or pairs.is_empty():
+        return data
+    keys = pairs.select(pl.col("user_id").cast(pl.Int64), pl.col("item_id").cast(pl.Int64)).unique()
+    kept = data.interactions.with_columns(pl.col("user_id", "item_id").cast(pl.Int64)).join(
+        keys, on=["user_id", "item_id"], how="anti")
+    return dataclasses.replace(data, interactions=kept)
+
+
+def collaborative_vectors(cfg: Config, data: TrainingData,
+                          held_out: pl.DataFrame | None = None) -> tuple[dict[int, np.ndarray], dict]:
     """Item vectors of the configured CF model fitted on the training period (AUC-protocol settings, the first
-    baseline seed); only items with a liked training-period interaction (an edge of the graph) get one."""
+    baseline seed) without the `held_out` (user_id, item_id) pairs' interactions; only items with a liked
+    interaction left (an edge of the graph) get one."""
+    n_before = data.interactions.height
+    data = hold_out(data, held_out)
     name = cfg.multimodal.collaborative_model
     model = build_baseline(name, "auc", cfg.baselines.hyperparameters.get(name))
     seed = cfg.baselines.seeds[0] if cfg.baselines.seeds else 0
@@ -78,13 +99,15 @@ def collaborative_vectors(cfg: Config, data: TrainingData) -> tuple[dict[int, np
     liked = set(data.liked()["item_id"].to_list())
     vectors = {int(i): matrix[k].astype(np.float32) for k, i in enumerate(model.item_index.ids) if int(i) in liked}
     return vectors, {"model": name, "seed": seed, "fit_seconds": round(stats.get("seconds", 0.0), 2),
-                     "training_interactions": data.interactions.height, "dim": int(matrix.shape[1])}
+                     "training_interactions": data.interactions.height,
+                     "held_out_interactions": n_before - data.interactions.height, "dim": int(matrix.shape[1])}
 
 
 def build_item_features(cfg: Config, items: pl.DataFrame, attributes: pl.DataFrame, data: TrainingData,
-                        images=None) -> FeatureTable:
+                        images=None, held_out: pl.DataFrame | None = None) -> FeatureTable:
     """The item_features table for every catalogue item. `images`: an `ImageFeatures` (features/image_encoder.py)
-    or None when the image modality is off."""
+    or None when the image modality is off. `held_out`: (user_id, item_id) pairs the CF fit leaves out (the LLM's
+    training targets)."""
     mm = cfg.multimodal
     items = items.unique("item_id", keep="first").sort("item_id")
     if items.is_empty():
@@ -111,9 +134,12 @@ def build_item_features(cfg: Config, items: pl.DataFrame, attributes: pl.DataFra
     report["attributes"] = {"source": "multi-hot of genres and item_attributes values (shared by >= 2 items)",
                             "values": len(vocab)}
 
-    cf, cf_report = collaborative_vectors(cfg, data)
+    cf, cf_report = collaborative_vectors(cfg, data, held_out)
     columns["collaborative"] = [cf.get(i) for i in ids]
-    report["collaborative"] = {"source": f"{cf_report['model']} fitted on the training period", **cf_report}
+    source = f"{cf_report['model']} fitted on the training period"
+    if cf_report["held_out_interactions"]:
+        source += " without the LLM's training targets"
+    report["collaborative"] = {"source": source, **cf_report}
 
     if images is None:
         columns["image"] = [None] * len(ids)

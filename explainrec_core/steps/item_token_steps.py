@@ -28,7 +28,7 @@ import torch
 from explainrec_core import paths
 from explainrec_core.baselines.base import TrainingData
 from explainrec_core.config import Config
-from explainrec_core.evaluation.ranking import llm_lists, ranking_metrics
+from explainrec_core.evaluation.ranking import llm_lists, ranking_metrics, unseen_negatives
 from explainrec_core.evaluation.scoring import auc, score_yes
 from explainrec_core.features.feature_bank import FeatureBank, FeatureError, SlotRequest
 from explainrec_core.features.fusion import CONFIG as FUSION_CONFIG
@@ -55,14 +55,15 @@ from explainrec_core.knowledge import store
 from explainrec_core.models import adapters
 from explainrec_core.plots import plot_modality_weights
 from explainrec_core.progress import progress_bar
-from explainrec_core.prompts import quote_item
+from explainrec_core.prompts import quote_item, rec_response
 from explainrec_core.steps.data_steps import read_processed
 from explainrec_core.steps.llm_steps import EVAL_SETS, _as_dict, _checkpoint_dir, _finish, _fit, _sha256, load_base
 from explainrec_core.training.examples import encode
 
 
 def run_item_features(cfg: Config, root: Path) -> dict:
-    """One row per item: text, image (when CLIP weights are configured), attributes and collaborative vectors."""
+    """One row per item: text, image (when CLIP weights are configured), attributes and collaborative vectors (the
+    latter fitted without the LLM's training targets unless multimodal.collaborative_holdout is off)."""
     mm = cfg.multimodal
     items = read_processed(cfg, root, "items")
     samples = read_processed(cfg, root, "samples")
@@ -74,7 +75,10 @@ def run_item_features(cfg: Config, root: Path) -> dict:
 
         ids = items["item_id"].to_list()
         images = encode_images(ClipSpec(mm.clip_model, mm.clip_pretrained), image_sources(mm.image_dir, ids), ids)
-    table = build_item_features(cfg, items, read_processed(cfg, root, "item_attributes"), data, images)
+    # The LLM's training targets, left out of the CF fit (multimodal.collaborative_holdout, item_features.py)
+    held_out = (pl.read_parquet(root / paths.REC_PROMPTS).filter(pl.col("set") == "train").select("user_id", "item_id")
+                if mm.collaborative_holdout else None)
+    table = build_item_features(cfg, items, read_processed(cfg, root, "item_attributes"), data, images, held_out)
     write_parquet(table.frame, paths.resolve(paths.ITEM_FEATURES, cfg, root))
     return {**table.report, "sha256": features_digest(table.frame)}
 
@@ -99,6 +103,30 @@ def slotted_prompts(cfg: Config, root: Path, rows: pl.DataFrame) -> tuple[list[s
         prompts.append(prompt)
         requests.append(request)
     return prompts, requests
+
+
+def unseen_negative_prompts(cfg: Config, root: Path, train_rows: pl.DataFrame) -> list[tuple[str, SlotRequest]]:
+    """The ranking protocol's training negatives (multimodal.unseen_negatives per liked training target): items
+    the user had not rated in the training period, in the target's place of that sample's prompt (the same shown
+    history)."""
+    samples = read_processed(cfg, root, "samples")
+    items = read_processed(cfg, root, "items")
+    data = TrainingData.from_tables(samples, read_processed(cfg, root, "interactions"), items,
+                                    cfg.samples.like_threshold)
+    liked = train_rows.filter(pl.col("label") == 1)
+    drawn = unseen_negatives(liked, data.interactions, items["item_id"].to_numpy(), cfg.multimodal.unseen_negatives,
+                             cfg.rec_prompts.seed)
+    titles = {r["item_id"]: quote_item(r["title"], r["year"]) for r in items.iter_rows(named=True)}
+    rows = drawn.join(liked.select("sample_id", "n_history_dropped"), on="sample_id").join(
+        samples.select("sample_id", "history_item_ids", "history_ratings"), on="sample_id", how="left")
+    out = []
+    for r in rows.sort("sample_id", maintain_order=True).iter_rows(named=True):
+        start = r["n_history_dropped"]
+        history = [(titles[i], rating, i) for i, rating in zip(r["history_item_ids"][start:],
+                                                                r["history_ratings"][start:], strict=True)]
+        out.append(slotted_rec_prompt(history, (titles[r["item_id"]], r["item_id"]), cfg.samples.like_threshold,
+                                      cfg.multimodal.user_token, user=r["user_id"]))
+    return out
 
 
 def knowledge_evidence(cfg: Config, root: Path) -> KnowledgeEvidence:
@@ -189,6 +217,15 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
     train_cfg = dataclasses.replace(cfg.llm_training, lr=cfg.llm_training.lr if joint else cfg.multimodal.fusion_lr,
                                     epochs=cfg.multimodal.fusion_epochs,
                                     cutoff=cfg.llm_training.cutoff + slot_budget(cfg.samples.history_len))
+    negatives = {"added": 0, "skipped_too_long": 0}
+    if cfg.multimodal.unseen_negatives:
+        for prompt, request in unseen_negative_prompts(cfg, root, train_rows):
+            ex = encode(tokenizer, prompt, rec_response(0))
+            if len(ex.input_ids) > train_cfg.cutoff:  # a longer title than the positive's: never train on a cut
+                negatives["skipped_too_long"] += 1
+                continue
+            examples.append(SlotExample(ex.input_ids, ex.labels, request=request))
+            negatives["added"] += 1
     valid_prompts, valid_requests = slotted_prompts(cfg, root, valid_rows)
     valid_labels = valid_rows["label"].to_list()
 
@@ -212,7 +249,8 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
             "schedule": cfg.multimodal.schedule, "lora_source": str(lora_source.relative_to(root)),
             "base_model": info["source"], "base_model_source": info,
             "data": {"file": paths.REC_PROMPTS, "sha256": _sha256(root / paths.REC_PROMPTS),
-                     "train_examples": len(examples), "valid_samples": valid_rows.height,
+                     "train_examples": len(examples), "unseen_negatives": negatives,
+                     "valid_samples": valid_rows.height,
                      "item_features_sha256": spec.features_sha256, "modalities": bank.modalities,
                      "modalities_off": bank.off},
             "lora": _as_dict(cfg.lora), "training": _as_dict(train_cfg), "multimodal": _as_dict(cfg.multimodal),
@@ -220,7 +258,8 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
                         "valid_auc_by_step": result.evals}}
     summary = _finish("item_token_adapter", paths.ITEM_TOKEN_ADAPTER, llm, result, card, root, ckpt, base,
                       extras=lambda staging: save_fusion(model.fusion, staging))
-    return {**summary, "examples": len(examples), "valid_auc": result.best_metric, "modalities": bank.modalities,
+    return {**summary, "examples": len(examples), "unseen_negatives": negatives, "valid_auc": result.best_metric,
+            "modalities": bank.modalities,
             "modalities_off": bank.off, "fusion_parameters": sum(p.numel() for p in model.fusion.parameters())}
 
 
