@@ -185,6 +185,14 @@ def test_a_run_that_skipped_the_tallrec_steps_reports_the_methods_it_has(report,
         assert partial["methods"][method]["sets"]["test"] == metrics["methods"][method]["sets"]["test"]
     md = (copy / paths.EVALUATION_MD).read_text()
     assert "Not run this time (no rows): rec_evaluation, llm_ranking" in md and f"| {LLM} |" not in md
+    # the item-token model alone ranked: the lists are counted from it (the report said "None" lists)
+    (copy / paths.EXPLAIN_SCORES).unlink()
+    (copy / paths.EXPLAIN_RANKING).unlink()
+    del upstream["explain_evaluation"]
+    upstream["item_token_evaluation"] = {"ranking": {"n": LISTS}, "scoring": {"samples_per_s": 2.0}}  # no files
+    alone = write_report(load_config(copy / "params.yaml"), copy, upstream)
+    assert alone["sample_counts"]["ranking_positives_llm"] == LISTS
+    assert "None" not in (copy / paths.EVALUATION_MD).read_text().split("## Table II")[0]
 
 
 def test_files_of_a_step_the_run_skipped_are_not_mixed_in(report, tmp_path):

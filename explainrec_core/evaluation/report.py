@@ -316,9 +316,12 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         | {"cross_domain": upstream.get("cross_domain_evaluation", {}).get("n_llm"),
            "cross_domain_full": upstream.get("cross_domain_evaluation", {}).get("n"),
            "ranking_positives_baselines": candidates.get("positives"),
+           # whichever LLM ranker ran (they all rank the same seeded lists): the text recipe, the champion or the
+           # item-token model
            "ranking_positives_llm": llm_rank.get("n") or next(
                (m["ranking"].get("lists") for m in upstream.get("explain_evaluation", {}).values()
-                if isinstance(m, dict) and "ranking" in m), None),
+                if isinstance(m, dict) and "ranking" in m), None)
+           or upstream.get("item_token_evaluation", {}).get("ranking", {}).get("n"),
            "candidates_per_positive": 1 + cfg.ranking.n_negatives},
         "notes": "AUC columns: every method on the same seeded subsets the LLM scores; *_auc_full: baselines on the "
                  "whole set. Ranking: baselines on ranking_positives_baselines lists; llm_subset.* and the LLM on "
