@@ -9,7 +9,7 @@ validation one is the gap the LLM would learn to trust and not find where it is 
     python scripts/cf_holdout_check.py --params params/paper.yaml --root runs/paper [--resamples 2000]
 
 Needs the root's samples, interactions, items and rec_prompts (`explainrec run all --until rec_prompts`).
-Intervals: percentile bootstrap over prompts (the same resamples for both fits, so the difference is paired).
+Intervals: the report's paired bootstrap over prompts (evaluation/paired.py).
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ from typing import Annotated
 import numpy as np
 import polars as pl
 import typer
-from sklearn.metrics import roc_auc_score
 
 from explainrec_core import paths
 from explainrec_core.baselines.base import TrainingData
 from explainrec_core.config import load_config
+from explainrec_core.evaluation.paired import auc_difference, auc_with_ci
 from explainrec_core.features.item_features import collaborative_vectors
 from explainrec_core.steps.data_steps import read_processed
 
 
 def affinity(rows: pl.DataFrame, vectors: dict[int, np.ndarray], like_threshold: float) -> np.ndarray:
-    """user . item per prompt; 0 (no evidence) where the prompt shows no liked item with a vector or the target
-    has none."""
+    """user . item per prompt, the sum of the bank's affinity vector (features/feature_bank.py, up to its scale);
+    0 (no evidence) where the prompt shows no liked item with a vector or the target has none."""
     out = np.zeros(rows.height)
     for k, r in enumerate(rows.iter_rows(named=True)):
         start = r["n_history_dropped"]
@@ -40,22 +40,6 @@ def affinity(rows: pl.DataFrame, vectors: dict[int, np.ndarray], like_threshold:
         if liked and r["item_id"] in vectors:
             out[k] = float(np.mean(liked, axis=0) @ vectors[r["item_id"]])
     return out
-
-
-def bootstrap(labels: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: int, seed: int = 0):
-    """AUC of a, of b and of a - b, each (point, low, high) over the same percentile-bootstrap resamples."""
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        idx = rng.integers(0, len(labels), len(labels))
-        if labels[idx].min() == labels[idx].max():
-            continue
-        x, y = roc_auc_score(labels[idx], a[idx]), roc_auc_score(labels[idx], b[idx])
-        draws.append((x, y, x - y))
-    draws = np.array(draws)
-    points = (roc_auc_score(labels, a), roc_auc_score(labels, b))
-    points = (*points, points[0] - points[1])
-    return [(p, *np.percentile(draws[:, k], [2.5, 97.5])) for k, p in enumerate(points)]
 
 
 def main(params: Annotated[Path, typer.Option(help="The profile's params file.")] = Path("params.yaml"),
@@ -73,11 +57,12 @@ def main(params: Annotated[Path, typer.Option(help="The profile's params file.")
     print(f"{cfg.multimodal.collaborative_model} affinity AUC (user . item), {root}, {resamples} resamples")
     for name in ("train", "valid"):
         rows = prompts.filter(pl.col("set") == name).unique("sample_id").sort("sample_id")
-        labels = rows["label"].cast(pl.Int8).to_numpy()
-        a, b = (affinity(rows, v, cfg.samples.like_threshold) for v in fits.values())
-        (pa, la, ha), (pb, lb, hb), (pd, ld, hd) = bootstrap(labels, a, b, resamples)
-        print(f"  {name:5s} n={rows.height:5d}: whole period {pa:.3f} [{la:.3f}, {ha:.3f}]   held out {pb:.3f} "
-              f"[{lb:.3f}, {hb:.3f}]   difference {pd:+.3f} [{ld:+.3f}, {hd:+.3f}]")
+        a, b = (rows.select("sample_id", "label").with_columns(
+            score=pl.Series(affinity(rows, v, cfg.samples.like_threshold))) for v in fits.values())
+        ca, cb, d = auc_with_ci(a, resamples), auc_with_ci(b, resamples), auc_difference(a, b, resamples)
+        print(f"  {name:5s} n={rows.height:5d}: whole period {ca.value:.3f} [{ca.ci95[0]:.3f}, {ca.ci95[1]:.3f}]   "
+              f"held out {cb.value:.3f} [{cb.ci95[0]:.3f}, {cb.ci95[1]:.3f}]   difference {d.delta:+.3f} "
+              f"[{d.ci95[0]:+.3f}, {d.ci95[1]:+.3f}]")
 
 
 if __name__ == "__main__":

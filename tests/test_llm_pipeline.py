@@ -434,10 +434,12 @@ def _ranking_reads_the_users_knowledge(cfg, root):
     info, model, tokenizer, slot_id = load_item_token_model(cfg, root)
     asked = []
     soft_tokens = model.soft_tokens
-    model.soft_tokens = lambda requests: asked.extend(requests) or soft_tokens(requests)
-    with torch.inference_mode():
-        _rank(cfg, root, model, tokenizer, info["answer_token_ids"])
-    model.soft_tokens = soft_tokens
+    model.soft_tokens = lambda requests: asked.extend(requests) or soft_tokens(requests)  # a spy
+    try:
+        with torch.inference_mode():
+            _rank(cfg, root, model, tokenizer, info["answer_token_ids"])
+    finally:
+        model.soft_tokens = soft_tokens
     lists = llm_lists(pl.read_parquet(root / paths.RANKING_CANDIDATES), cfg.ranking.llm_positives)
     assert lists.height > 0 and asked
     assert {r.user for r in asked} == set(lists["user_id"].to_list())  # never None: knowledge is never masked

@@ -68,13 +68,9 @@ def build_candidates(samples: pl.DataFrame, interactions: pl.DataFrame, *, n_neg
         if user not in unseen_cache:
             unseen_cache[user] = np.setdiff1d(all_items, seen.get(user, np.empty(0, np.int64)), assume_unique=True)
         # The positive is an interaction of the user in real data; exclude it anyway for hand-built inputs.
-        unseen = unseen_cache[user]
-        unseen = unseen[unseen != positive]
-        if unseen.size < n_negatives:
-            raise ValueError(f"user {user} has only {unseen.size} unseen items, fewer than n_negatives="
-                             f"{n_negatives} (sample {sample_id})")
-        rng = np.random.default_rng([seed, sample_id])
-        negatives = rng.choice(unseen, size=n_negatives, replace=False)
+        negatives = _draw(unseen_cache[user], positive, n_negatives, np.random.default_rng([seed, sample_id]),
+                          f"user {user} has only {{n}} unseen items, fewer than n_negatives={n_negatives} "
+                          f"(sample {sample_id})")
         candidates.append([int(positive), *map(int, negatives)])
 
     return positives.select(
@@ -97,12 +93,18 @@ def unseen_negatives(rows: pl.DataFrame, rated: pl.DataFrame, catalogue: np.ndar
     out = []
     for sample_id, user, item in rows.select("sample_id", "user_id", "item_id").iter_rows():
         unseen = np.setdiff1d(catalogue, seen.get(user, np.empty(0, np.int64)), assume_unique=True)
-        unseen = unseen[unseen != item]
-        if unseen.size < k:
-            raise ValueError(f"user {user} has only {unseen.size} unrated items, fewer than {k} (sample {sample_id})")
-        rng = np.random.default_rng([seed, sample_id, 1])  # its own stream: not the test lists' negatives
-        out.extend((sample_id, user, int(i)) for i in rng.choice(unseen, size=k, replace=False))
+        drawn = _draw(unseen, item, k, np.random.default_rng([seed, sample_id, 1]),  # not the test lists' stream
+                      f"user {user} has only {{n}} unrated items, fewer than {k} (sample {sample_id})")
+        out.extend((sample_id, user, int(i)) for i in drawn)
     return pl.DataFrame(out, schema={"sample_id": pl.Int64, "user_id": pl.Int64, "item_id": pl.Int64}, orient="row")
+
+
+def _draw(pool: np.ndarray, exclude: int, k: int, rng: np.random.Generator, too_few: str) -> np.ndarray:
+    """k distinct items of `pool` other than `exclude`; ValueError(too_few with {n} = what is left) if too few."""
+    pool = pool[pool != exclude]
+    if pool.size < k:
+        raise ValueError(too_few.format(n=pool.size))
+    return rng.choice(pool, size=k, replace=False)
 
 
 def llm_lists(cands: pl.DataFrame, n: int) -> pl.DataFrame:
