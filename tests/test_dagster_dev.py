@@ -39,10 +39,21 @@ def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def _start_dagster_dev(port: int, env: dict, log) -> subprocess.Popen:
+def _start_dagster_dev(port: int, env: dict, log, cwd: Path = REPO) -> subprocess.Popen:
     # Its own session, so the webserver and code-server children can be stopped together.
     return subprocess.Popen(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _workspace_outside_the_repo(folder: Path) -> Path:
+    """A workspace.yaml that loads the repo's code from a folder without the repo's `.env`: `dagster dev` reads the
+    `.env` of the folder it starts in, and that one's DAGSTER_HOME (which `make` writes) would override the test's
+    and show the runs of `make demo` to a test that counts runs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "workspace.yaml").write_text(
+        "load_from:\n  - python_module:\n      module_name: explainrec_dagster.definitions\n"
+        f"      working_directory: {REPO}\n")
+    return folder
 
 
 def _stop(proc: subprocess.Popen, log) -> None:
@@ -108,7 +119,7 @@ def test_turning_the_sensor_on_launches_the_retrain_job(tmp_path, ml100k_raw):
     env = {**os.environ, "DAGSTER_HOME": str(home), "EXPLAINREC_ROOT": str(project),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = (tmp_path / "dagster_dev.log").open("w")
-    proc = _start_dagster_dev(port, env, log)
+    proc = _start_dagster_dev(port, env, log, cwd=_workspace_outside_the_repo(tmp_path / "workspace"))
     try:
         deadline, repos = time.monotonic() + 120, None
         while time.monotonic() < deadline and not repos:
