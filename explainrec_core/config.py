@@ -509,12 +509,16 @@ class AttributionConfig:
                               f"{self.selection_explanation_weight}")
 
 
-MODALITIES = ("text", "image", "attributes", "collaborative", "affinity", "knowledge")
+MODALITIES = ("text", "image", "attributes", "collaborative", "collaborative_ranking", "affinity",
+              "affinity_ranking", "knowledge")
 """The item modalities the fusion can use (features/item_features.py says what each one is; knowledge is the
 preference knowledge base's evidence about the user-item pair, features/knowledge_evidence.py)."""
-STORED_MODALITIES = tuple(m for m in MODALITIES if m not in ("affinity", "knowledge"))
-"""The vector columns of the item_features table (affinity and knowledge are per user-item pair, computed when a
-prompt is built: affinity from collaborative, knowledge from the preference knowledge base)."""
+PAIR_MODALITY_SOURCES = {"affinity": "collaborative", "affinity_ranking": "collaborative_ranking"}
+"""Per (user, item) pair modalities made of a stored CF modality: the fold-in user vector times the item's vector."""
+STORED_MODALITIES = tuple(m for m in MODALITIES if m not in (*PAIR_MODALITY_SOURCES, "knowledge"))
+"""The vector columns of the item_features table (affinity, affinity_ranking and knowledge are per user-item pair,
+computed when a prompt is built: the affinities from their CF vectors, knowledge from the preference knowledge
+base)."""
 
 
 @dataclass(frozen=True)
@@ -524,7 +528,8 @@ class MultimodalConfig:
 
     modalities: tuple[str, ...] = ("text", "image", "attributes", "collaborative", "affinity")
     """Modalities the fusion attends over (a subset of MODALITIES); one missing for an item is masked out.
-    `knowledge` makes the item-token models depend on the preference knowledge base."""
+    `knowledge` makes the item-token models depend on the preference knowledge base; `affinity_ranking` (and
+    `collaborative_ranking`) carry the ranking-protocol CF vectors, what ranking among unrated items needs."""
     text_encoder: str = "minilm"
     """minilm: all-MiniLM-L6-v2 over the item text | clip: the open_clip text tower (needs clip_pretrained)."""
     clip_model: str = "ViT-B-32"

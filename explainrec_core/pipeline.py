@@ -237,11 +237,11 @@ STEPS = (
          # the baselines that read them)
          params=("multimodal.text_encoder", "multimodal.clip_model", "multimodal.clip_pretrained",
                  "multimodal.image_dir", "multimodal.collaborative_model", "multimodal.collaborative_holdout",
-                 "multimodal.max_attribute_values", "baselines.hyperparameters", "baselines.seeds",
-                 "samples.like_threshold"),
+                 "multimodal.max_attribute_values", "baselines.hyperparameters",
+                 "baselines.ranking_hyperparameters", "baselines.seeds", "samples.like_threshold"),
          metrics=paths.STEP_METRICS["item_features"],
          doc="Per item: text (MiniLM or CLIP), image (open_clip, when weights are given), attribute and "
-             "training-period collaborative vectors."),
+             "training-period collaborative vectors (AUC- and ranking-protocol CF settings)."),
     Step("meta_adaptation", "knowledge", StepFn("meta_steps.run_meta_adaptation"),
          deps=("samples", "interactions", "items", "users", "item_features", "cold_start_sets"),
          outs={"meta_model": paths.META_MODEL, "meta_scores": paths.META_SCORES},

@@ -163,7 +163,8 @@ def _run_step(name: str, params: Path, root: Path) -> dict:
     started, start = _now(), time.perf_counter()
     with log.open("w") as out:
         proc = subprocess.run([sys.executable, "-m", "explainrec_core.runner", name, str(params.resolve())],
-                              cwd=root, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                              cwd=root, stdout=out, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
     seconds = round(time.perf_counter() - start, 1)
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-15:]

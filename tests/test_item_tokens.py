@@ -11,8 +11,14 @@ from explainrec_core.evaluation.prefix_scoring import score_after_prefix
 from explainrec_core.evaluation.scoring import score_yes
 from explainrec_core.features.feature_bank import USER_SLOT, FeatureBank, FeatureError, SlotRequest
 from explainrec_core.features.fusion import FusionError, FusionSpec, ModalityFusion, load_fusion, save_fusion
-from explainrec_core.features.item_prompts import (SLOT, add_slot_token, slotted_parts, slotted_rec_prompt,
-                                                   slotted_suffix, strip_slots)
+from explainrec_core.features.item_prompts import (
+    SLOT,
+    add_slot_token,
+    slotted_parts,
+    slotted_rec_prompt,
+    slotted_suffix,
+    strip_slots,
+)
 from explainrec_core.features.item_token_model import ItemTokenLM, scoring_embedder
 from explainrec_core.models.base_model import answer_token_ids
 from explainrec_core.prompts import RESPONSE_MARKER, build_rec_prompt
@@ -77,6 +83,30 @@ def test_affinity_is_the_user_vector_times_the_item_vector():
     assert np.allclose(inputs["features"]["affinity"][0].numpy(), user * cf[3] * 2.0, atol=1e-5)  # sqrt(4 dims)
     assert np.allclose(inputs["user_context"][0].numpy(), user, atol=1e-6)
     assert inputs["item_positions"].tolist() == [1] and inputs["user_positions"].tolist() == [0]
+
+
+def test_affinity_ranking_uses_the_ranking_vectors_and_their_own_fold_in():
+    """Two CF settings, two affinities: each from its own item vectors and a user folded in from those vectors,
+    masked where its own vectors are missing (item 5 has a ranking vector, no AUC-setting one; item 2 the reverse)."""
+    rng = np.random.default_rng(1)
+    ranking = rng.normal(size=(12, 3)).astype(np.float32)
+    frame = features_frame(cf_missing=(5, 11)).with_columns(
+        pl.Series("collaborative_ranking", [None if i == 2 else v.tolist() for i, v in enumerate(ranking, start=1)],
+                  dtype=pl.List(pl.Float32))).with_columns(has_collaborative_ranking=pl.col("collaborative_ranking")
+                                                            .is_not_null())
+    bank = FeatureBank(frame, [*MODALITIES, "affinity_ranking"])
+    assert bank.modality_dims == {"text": 6, "attributes": 5, "collaborative": 4, "affinity": 4,
+                                  "affinity_ranking": 3}
+    scale = np.linalg.norm(np.delete(ranking, 1, axis=0), axis=1).mean()  # the bank's scale, item 2 missing
+    inputs = bank.slot_inputs([SlotRequest(items=(5, 4), liked=(1, 2, 3))])
+    user = (ranking[[0, 2]] / scale).mean(0)  # item 2 has no ranking vector: the fold-in is items 1 and 3
+    got = inputs["features"]["affinity_ranking"].numpy()
+    assert np.allclose(got[0], user * ranking[4] / scale * 3 ** 0.5, atol=1e-5)
+    assert np.allclose(got[1], user * ranking[3] / scale * 3 ** 0.5, atol=1e-5)
+    # item 5: no AUC-setting vector (collaborative and affinity masked), a ranking one (affinity_ranking present)
+    assert inputs["present"][0].tolist() == [True, True, False, False, True]
+    with pytest.raises(FeatureError, match=r"collaborative_ranking \(needed by affinity_ranking\)"):
+        FeatureBank(features_frame(), [*MODALITIES, "affinity_ranking"])
 
 
 def test_unknown_items_name_the_ids_and_bad_tables_are_refused():

@@ -319,7 +319,8 @@ def test_item_token_model(trained):
     """Item features for every item; LoRA (from stage 1) and fusion trained together (multimodal.schedule joint);
     scored on the TALLRec recipe's samples and lists and compared with it, paired; refuses other features."""
     from explainrec_core.errors import ExplainRecError
-    from explainrec_core.features.fusion import CONFIG, WEIGHTS as FUSION_WEIGHTS
+    from explainrec_core.features.fusion import CONFIG
+    from explainrec_core.features.fusion import WEIGHTS as FUSION_WEIGHTS
     from explainrec_core.steps.item_token_steps import load_item_token_model
 
     root, stats = trained
@@ -333,6 +334,13 @@ def test_item_token_model(trained):
     # the CF fit left out the LLM's training targets (multimodal.collaborative_holdout, on by default)
     train_pairs = pl.read_parquet(root / paths.REC_PROMPTS).filter(pl.col("set") == "train").n_unique("sample_id")
     assert report["collaborative"]["held_out_interactions"] == train_pairs > 0
+    # the ranking-protocol fit of the same CF model, on the same held-out period, is a column of its own
+    ranking = report["collaborative_ranking"]
+    assert (ranking["protocol"], report["collaborative"]["protocol"]) == ("ranking", "auc")
+    assert ranking["held_out_interactions"] == train_pairs
+    assert ranking["coverage"] == report["collaborative"]["coverage"]  # the same graph: the same items have an edge
+    both = features.filter(pl.col("has_collaborative"))
+    assert both["collaborative"].to_list() != both["collaborative_ranking"].to_list()
     adapter = stats["item_token_adapter"]
     assert adapter["modalities_off"] == ["image"] and adapter["steps"] == 2 and 0 <= adapter["valid_auc"] <= 1
     folder = root / paths.ITEM_TOKEN_ADAPTER
@@ -387,7 +395,7 @@ def test_item_tokens_with_the_knowledge_modality(trained, tmp_path):
     """multimodal.modalities + knowledge: the KB's evidence about each (user, item) pair in the item tokens,
     trained, scored (ranking lists too) and given attention; without the KB the step says which asset is missing.
     The same training also takes the ranking protocol's negatives (multimodal.unseen_negatives: 1 per liked
-    training target)."""
+    training target) and the ranking-protocol CF vectors' affinity (affinity_ranking)."""
     import dataclasses
 
     from explainrec_core.errors import ExplainRecError
@@ -398,7 +406,7 @@ def test_item_tokens_with_the_knowledge_modality(trained, tmp_path):
     shutil.copytree(root, copy, ignore=shutil.ignore_patterns("item_token_adapter"))
     cfg = load_config(copy / "params.yaml")
     cfg = dataclasses.replace(cfg, multimodal=dataclasses.replace(
-        cfg.multimodal, modalities=(*cfg.multimodal.modalities, "knowledge"), unseen_negatives=1))
+        cfg.multimodal, modalities=(*cfg.multimodal.modalities, "affinity_ranking", "knowledge"), unseen_negatives=1))
     with pytest.raises(ExplainRecError, match="preference_knowledge_base"):
         run_step("item_token_adapter", cfg, copy)
     assert not (copy / paths.ITEM_TOKEN_ADAPTER).exists()
@@ -411,7 +419,8 @@ def test_item_tokens_with_the_knowledge_modality(trained, tmp_path):
     assert stats["modalities"][-1] == "knowledge" and stats["steps"] == -(-stats["examples"] // 4)  # batch 4
     evaluation = run_step("item_token_evaluation", cfg, copy)
     for group, weights in evaluation["modality_weights"].items():
-        assert weights["knowledge"] > 0 and sum(weights.values()) == pytest.approx(1.0, abs=1e-4), group
+        assert weights["knowledge"] > 0 and weights["affinity_ranking"] > 0, group
+        assert sum(weights.values()) == pytest.approx(1.0, abs=1e-4), group
     assert evaluation["test"]["n"] == json.loads((root / paths.STEP_METRICS["item_token_evaluation"])
                                                  .read_text())["test"]["n"]
     _ranking_reads_the_users_knowledge(cfg, copy)

@@ -189,6 +189,7 @@ class LATTICE:
         self.net = LATTICENet(n_users, n_items, cfg, modalities, normalized_adjacency(users, items, n_users, n_items))
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         curve, losses = [], []
+        graph: tuple = ()  # set at each epoch's first step (start == 0) before it is read
         for _epoch in range(cfg.epochs):
             order = rng.permutation(len(users))
             total = 0.0

@@ -3,7 +3,8 @@
 A prompt with item tokens names, in order, the items its soft tokens stand for (`SlotRequest.items`; USER_SLOT
 for the user token) and the liked items it shows (`SlotRequest.liked`). The user is the mean collaborative vector
 of those liked items (LightGCN's fold-in, see item_features.py); the `affinity` modality of an item is that user
-vector times the item's collaborative vector, elementwise, whose sum is the CF model's own score for the pair.
+vector times the item's collaborative vector, elementwise, whose sum is the CF model's own score for the pair
+(`affinity_ranking` likewise from the ranking-protocol vectors, `collaborative_ranking`, with its own fold-in).
 So the token after the target title carries "how well this item fits this user" as well as what the item is.
 The `knowledge` modality is per pair too: the preference knowledge base's evidence of how people like the user
 (`SlotRequest.user`) liked the item (features/knowledge_evidence.py); a request without a user has it masked.
@@ -18,12 +19,13 @@ import numpy as np
 import polars as pl
 import torch
 
+from explainrec_core.config import PAIR_MODALITY_SOURCES
 from explainrec_core.errors import ExplainRecError
 from explainrec_core.features.knowledge_evidence import KnowledgeEvidence
 
 USER_SLOT = -1
 """In `SlotRequest.items`: the user token's slot."""
-PAIR_MODALITIES = ("affinity", "knowledge")
+PAIR_MODALITIES = (*PAIR_MODALITY_SOURCES, "knowledge")
 """Modalities computed per (user, item) pair when a prompt is built, not stored in the item_features table."""
 
 
@@ -47,8 +49,8 @@ class FeatureBank:
     def __init__(self, frame: pl.DataFrame, modalities: Sequence[str], source: str = "item_features",
                  knowledge: KnowledgeEvidence | None = None) -> None:
         missing = [m for m in modalities if m not in PAIR_MODALITIES and m not in frame.columns]
-        if "affinity" in modalities and "collaborative" not in frame.columns:
-            missing.append("collaborative (needed by affinity)")
+        missing += [f"{source} (needed by {m})" for m, source in PAIR_MODALITY_SOURCES.items()
+                    if m in modalities and source not in frame.columns]
         if "knowledge" in modalities and knowledge is None:
             raise FeatureError(f"{source}: the knowledge modality needs the preference knowledge base (run "
                                "preference_knowledge_base), none was given")
@@ -62,7 +64,8 @@ class FeatureBank:
         self.source = source
         self.vectors: dict[str, torch.Tensor] = {}
         self.present: dict[str, torch.Tensor] = {}
-        stored = [m for m in dict.fromkeys([*modalities, "collaborative"])
+        sources = [PAIR_MODALITY_SOURCES.get(m, m) for m in modalities]
+        stored = [m for m in dict.fromkeys([*sources, "collaborative"])
                   if m not in PAIR_MODALITIES and m in frame.columns]
         for m in stored:
             matrix, present = _matrix(frame[m], f"{source}, column '{m}'")
@@ -73,8 +76,8 @@ class FeatureBank:
             self.vectors[m], self.present[m] = matrix / scale, present
         # A modality no item has (the image modality without CLIP weights) is left out of the fusion, and said so.
         self.off = [m for m in modalities if m not in PAIR_MODALITIES and not bool(self.present[m].any())]
-        if "affinity" in modalities and not bool(self.present["collaborative"].any()):
-            self.off.append("affinity")
+        self.off += [m for m, source in PAIR_MODALITY_SOURCES.items()
+                     if m in modalities and not bool(self.present[source].any())]
         self.modalities = [m for m in modalities if m not in self.off]
         if not self.modalities:
             raise FeatureError(f"{source}: none of the modalities {list(modalities)} has any item vector")
@@ -82,7 +85,7 @@ class FeatureBank:
     @property
     def modality_dims(self) -> dict[str, int]:
         return {m: self.knowledge.dim if m == "knowledge" else
-                int(self.vectors["collaborative" if m == "affinity" else m].shape[1]) for m in self.modalities}
+                int(self.vectors[PAIR_MODALITY_SOURCES.get(m, m)].shape[1]) for m in self.modalities}
 
     @property
     def context_dim(self) -> int:
@@ -99,13 +102,15 @@ class FeatureBank:
                                "stale")
         return torch.from_numpy(pos)
 
-    def user_vectors(self, liked: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n, context_dim) mean collaborative vector of each list's liked items that have one, and (n,) whether
-        any did (a user with none has no vector: masked, never a zero vector passed off as information)."""
+    def user_vectors(self, liked: Sequence[Sequence[int]],
+                     source: str = "collaborative") -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, dim) mean `source` vector of each list's liked items that have one, and (n,) whether any did (a user
+        with none has no vector: masked, never a zero vector passed off as information). The `collaborative` one is
+        also the fusion's context."""
         n = len(liked)
-        if "collaborative" not in self.vectors:
+        if source not in self.vectors:
             return torch.zeros(n, 1), torch.zeros(n, dtype=torch.bool)
-        cf, has = self.vectors["collaborative"], self.present["collaborative"]
+        cf, has = self.vectors[source], self.present[source]
         out, counts = torch.zeros(n, cf.shape[1]), torch.zeros(n)
         for row, items in enumerate(liked):
             if items:
@@ -127,11 +132,14 @@ class FeatureBank:
         idx = self.rows([flat[k][1] for k in item_pos])
         features, present = {}, []
         for m in self.modalities:
-            if m == "affinity":
-                cf = self.vectors["collaborative"][idx]
+            if m in PAIR_MODALITY_SOURCES:
+                source = PAIR_MODALITY_SOURCES[m]
+                pair_user, pair_has = (user, has_user) if source == "collaborative" else \
+                    self.user_vectors([r.liked for r in requests], source)
+                cf = self.vectors[source][idx]
                 # times sqrt(dim): unit-norm user and item vectors give an affinity vector of about unit norm
-                features[m] = user[owner] * cf * cf.shape[1] ** 0.5
-                present.append(self.present["collaborative"][idx] & has_user[owner])
+                features[m] = pair_user[owner] * cf * cf.shape[1] ** 0.5
+                present.append(self.present[source][idx] & pair_has[owner])
             elif m == "knowledge":
                 users = [requests[flat[k][0]].user for k in item_pos]
                 features[m], has = self.knowledge.vectors(users, [flat[k][1] for k in item_pos])

@@ -154,9 +154,9 @@ def item_features_frame(features: pl.DataFrame, modalities: tuple[str, ...]) -> 
 
 def item_features_suite(item_ids: list[int], dims: dict[str, int], min_attribute_coverage: float) -> list:
     """Every catalogue item once; per modality one dimension, finite values, flags that agree; the text modality
-    for every item, attributes for at least `min_attribute_coverage` of them, a collaborative vector for some
-    (items nobody liked in the training period have none: masked, not zero). `dims`: modality -> its dimension
-    (the first present vector's), for the modalities that have any vector."""
+    for every item, attributes for at least `min_attribute_coverage` of them, collaborative vectors (both CF
+    settings) for some (items nobody liked in the training period have none: masked, not zero). `dims`: modality
+    -> its dimension (the first present vector's), for the modalities that have any vector."""
     n = len(item_ids)
     checks = [
         gxe.ExpectTableRowCountToBeBetween(min_value=n, max_value=n),
@@ -167,6 +167,7 @@ def item_features_suite(item_ids: list[int], dims: dict[str, int], min_attribute
                                        description=f"at least {min_attribute_coverage:.0%} of the items have an "
                                                    "attribute vector"),
         gxe.ExpectColumnSumToBeBetween(column="has_collaborative", min_value=1),
+        gxe.ExpectColumnSumToBeBetween(column="has_collaborative_ranking", min_value=1),
     ]
     for m, dim in dims.items():
         checks += [
