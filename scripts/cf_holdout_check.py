@@ -60,9 +60,8 @@ def main(params: Annotated[Path, typer.Option(help="The profile's params file.")
         a, b = (rows.select("sample_id", "label").with_columns(
             score=pl.Series(affinity(rows, v, cfg.samples.like_threshold))) for v in fits.values())
         ca, cb, d = auc_with_ci(a, resamples), auc_with_ci(b, resamples), auc_difference(a, b, resamples)
-        print(f"  {name:5s} n={rows.height:5d}: whole period {ca.value:.3f} [{ca.ci95[0]:.3f}, {ca.ci95[1]:.3f}]   "
-              f"held out {cb.value:.3f} [{cb.ci95[0]:.3f}, {cb.ci95[1]:.3f}]   difference {d.delta:+.3f} "
-              f"[{d.ci95[0]:+.3f}, {d.ci95[1]:+.3f}]")
+        print(f"  {name:5s} n={rows.height:5d}: whole period {ca.text()}   held out {cb.text()}   "
+              f"difference {d.text()}")
 
 
 if __name__ == "__main__":

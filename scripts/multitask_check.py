@@ -28,9 +28,8 @@ def main() -> None:
     for name in ("test", "new_user", "new_item"):
         a, b = (f.filter(pl.col("set") == name).select("sample_id", "label", score="p_yes") for f in (multi, single))
         ea, eb, diff = auc_with_ci(a), auc_with_ci(b), auc_difference(a, b)
-        print(f"{name:9s} n = {diff.n:5d}  multi-task AUC {ea.value:.3f} [{ea.ci95[0]:.3f}, {ea.ci95[1]:.3f}]  "
-              f"single-task {eb.value:.3f} [{eb.ci95[0]:.3f}, {eb.ci95[1]:.3f}]  "
-              f"difference {diff.delta:+.3f} [{diff.ci95[0]:+.3f}, {diff.ci95[1]:+.3f}]: {diff.verdict}")
+        print(f"{name:9s} n = {diff.n:5d}  multi-task AUC {ea.text()}  single-task {eb.text()}  "
+              f"difference {diff.text()}: {diff.verdict}")
     references = pl.read_parquet(args.root / paths.RATING_SCORES).filter(pl.col("set") == "test")
     llm = pl.read_parquet(args.root / paths.MULTITASK_RATINGS).select(references.columns)
     summary = error_summary(pl.concat([references, llm]))["test"]

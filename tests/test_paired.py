@@ -7,8 +7,18 @@ import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from explainrec_core.evaluation.paired import (PairedBootstrap, Scored, auc_difference, auc_with_ci,
-                                               delong_difference, mean_difference, mean_std, weighted_auc)
+from explainrec_core.evaluation.paired import (
+    Difference,
+    Estimate,
+    PairedBootstrap,
+    Scored,
+    auc_difference,
+    auc_with_ci,
+    delong_difference,
+    mean_difference,
+    mean_std,
+    weighted_auc,
+)
 
 
 def _frame(labels, scores, ids=None, seed=None) -> pl.DataFrame:
@@ -117,3 +127,9 @@ def test_mean_std_uses_ddof_1():
     frame = pl.DataFrame({"x": [0.70, 0.72, 0.74]})
     assert mean_std(frame, "x")["std"] == pytest.approx(0.02)  # ddof = 0 would give 0.0163
     assert mean_std(frame.head(1), "x") == {"mean": 0.70, "std": None, "n_seeds": 1}
+
+
+def test_text_prints_the_value_and_interval_as_the_notes_do():
+    assert Estimate(0.7004, (0.6791, 0.7226), 2000, {}).text() == "0.700 [0.679, 0.723]"
+    # a difference is signed, its bounds too, so an interval straddling 0 reads as one
+    assert Difference(0.0081, (-0.0064, 0.0241), 2000, {}).text() == "+0.008 [-0.006, +0.024]"

@@ -104,6 +104,10 @@ class Estimate:
         return {"value": _num(self.value), "ci95": [_num(x) for x in self.ci95], "n": self.n,
                 "per_seed": {str(s): _num(v) for s, v in self.per_seed.items()}}
 
+    def text(self) -> str:
+        """'0.700 [0.679, 0.723]': how scripts and notes print an estimate."""
+        return f"{self.value:.3f} [{self.ci95[0]:.3f}, {self.ci95[1]:.3f}]"
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -125,6 +129,10 @@ class Difference:
         if hi < 0:
             return "worse"
         return "no detectable difference"
+
+    def text(self) -> str:
+        """'+0.008 [-0.006, +0.024]': how scripts and notes print a difference."""
+        return f"{self.delta:+.3f} [{self.ci95[0]:+.3f}, {self.ci95[1]:+.3f}]"
 
     def to_dict(self) -> dict:
         return {"delta": _num(self.delta), "ci95": [_num(x) for x in self.ci95], "n": self.n,

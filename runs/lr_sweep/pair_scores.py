@@ -46,8 +46,7 @@ def main(a_path: str, b_path: str,
         b = b.filter(pl.col("sample_id").is_in(a["sample_id"].implode()))
         a = a.filter(pl.col("sample_id").is_in(b["sample_id"].implode()))  # the lists both ranked
         d = mean_difference(a, b, "ndcg", resamples)
-        print(f"NDCG@10 on {a.height} lists: a {a['ndcg'].mean():.3f}  b {b['ndcg'].mean():.3f}  a-b {d.delta:+.3f} "
-              f"[{d.ci95[0]:+.3f}, {d.ci95[1]:+.3f}]")
+        print(f"NDCG@10 on {a.height} lists: a {a['ndcg'].mean():.3f}  b {b['ndcg'].mean():.3f}  a-b {d.text()}")
         return
     for name in ("test", "new_user", "new_item"):
         a, b = load(a_path, name), load(b_path, name, method)
@@ -57,9 +56,7 @@ def main(a_path: str, b_path: str,
         if not a["sample_id"].equals(b["sample_id"].unique(maintain_order=True)):
             raise SystemExit(f"{name}: {a_path} scores samples {b_path} does not")
         ca, cb, d = auc_with_ci(a, resamples), auc_with_ci(b, resamples), auc_difference(a, b, resamples)
-        print(f"{name:>9} n={a.height}: a {ca.value:.3f} [{ca.ci95[0]:.3f}, {ca.ci95[1]:.3f}]  "
-              f"b {cb.value:.3f} [{cb.ci95[0]:.3f}, {cb.ci95[1]:.3f}]  a-b {d.delta:+.3f} "
-              f"[{d.ci95[0]:+.3f}, {d.ci95[1]:+.3f}]")
+        print(f"{name:>9} n={a.height}: a {ca.text()}  b {cb.text()}  a-b {d.text()}")
 
 
 if __name__ == "__main__":
