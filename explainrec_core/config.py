@@ -215,6 +215,26 @@ class ChatRecConfig:
             raise ConfigError(f"chatrec.candidates must be >= 1, got {self.candidates}")
 
 
+P5_FAMILIES = ("sequential", "direct", "rating", "next_item")
+"""P5's prompt families trained here (baselines/p5.py); `sequential` (yes/no with the history) is the scored one."""
+
+
+@dataclass(frozen=True)
+class P5Config:
+    """The P5 baseline (baselines/p5.py, steps/p5_steps.py): P5's prompt families with ID words, trained on the base
+    LLM with the `llm_training` schedule of every LLM variant."""
+
+    families: tuple[str, ...] = P5_FAMILIES
+    """The prompt families trained (each training sample gives one example per family; next_item only for liked
+    targets). `sequential` (yes/no with the history as item IDs) is the family scored, so it must be listed."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.families) - set(P5_FAMILIES))
+        if unknown or "sequential" not in self.families:
+            raise ConfigError(f"p5.families: among {list(P5_FAMILIES)} and including 'sequential' (the scored "
+                              f"family); got {list(self.families)}")
+
+
 @dataclass(frozen=True)
 class RatingConfig:
     """The rating-prediction task's reference model (rating/biased_mf.py, steps/rating_steps.py): biased MF by ALS.
@@ -286,6 +306,11 @@ class MetaConfig:
     tasks_per_batch: int = 32
     hidden: int = 64
     seed: int = 0
+    task_user_share: float = 0.5
+    """Share of the training-period users (a draw seeded by `seed`) whose ratings are the meta-training tasks. The
+    collaborative item vectors the meta-learner reads are refitted without any of their ratings, so a task's query
+    ratings are never edges of the graph that made its items' vectors, as a new user's test ratings never are
+    (with vectors fitted on every training user, the tasks' answers were inside their inputs)."""
     workers: int = 0
     """Processes that train the variants side by side, each on one core (explainrec_core/parallel.py); the
     results do not depend on it. 0 = one per core this process may use; 1 = in the step's own process."""
@@ -298,6 +323,9 @@ class MetaConfig:
             raise ConfigError(f"meta.orders: among none/first/second, got {list(self.orders)}")
         if min(self.query, self.inner_steps, self.epochs, self.tasks_per_batch, self.hidden) < 1:
             raise ConfigError("meta: query, inner_steps, epochs, tasks_per_batch and hidden must be >= 1")
+        if not 0.0 < self.task_user_share < 1.0:
+            raise ConfigError("meta.task_user_share: in (0, 1), the rest of the users fit the item vectors; got "
+                              f"{self.task_user_share}")
         if self.inner_lr <= 0 or self.meta_lr <= 0:
             raise ConfigError(f"meta: inner_lr ({self.inner_lr}) and meta_lr ({self.meta_lr}) must be positive")
 
@@ -560,6 +588,13 @@ class MultimodalConfig:
     user had not rated in the training period, asked about with the same shown history and answered "No." (the
     ranking lists rank a liked target among unrated items, which like/dislike examples never show: the baselines'
     ranking-tuned settings draw such negatives too). 0 = the TALLRec recipe's examples only."""
+    training_protocol: str = "auc"
+    """What item_token_adapter is trained and early-stopped for, as the baselines have an AUC- and a ranking-tuned
+    setting. auc: the TALLRec recipe's like/dislike examples (+ unseen_negatives), selected on validation AUC |
+    ranking: only the liked training targets and their unseen_negatives (>= 1; no disliked targets), selected on
+    the AUC of the validation set's liked targets against unseen_negatives items each that the user never rated
+    (as the test lists' negatives), i.e. the ranking lists' question (is this liked item above an unrated one?)
+    asked pointwise."""
     user_token: bool = True
     """Also place a user token (the user's vector: the mean CF vector of the liked items shown) in the prompt."""
     schedule: str = "joint"
@@ -583,6 +618,11 @@ class MultimodalConfig:
             raise ConfigError(f"multimodal.collaborative_model: lightgcn or bpr, got {self.collaborative_model!r}")
         if self.unseen_negatives < 0:
             raise ConfigError(f"multimodal.unseen_negatives: >= 0, got {self.unseen_negatives}")
+        if self.training_protocol not in ("auc", "ranking"):
+            raise ConfigError(f"multimodal.training_protocol: auc or ranking, got {self.training_protocol!r}")
+        if self.training_protocol == "ranking" and self.unseen_negatives < 1:
+            raise ConfigError("multimodal.training_protocol: ranking trains on liked targets against unrated items: "
+                              f"multimodal.unseen_negatives must be >= 1, got {self.unseen_negatives}")
         if self.fusion_dim < 1 or self.max_attribute_values < 1 or self.fusion_lr <= 0 or self.fusion_epochs < 1:
             raise ConfigError("multimodal: fusion_dim, max_attribute_values, fusion_lr and fusion_epochs must be "
                               f"positive, got {self.fusion_dim}, {self.max_attribute_values}, {self.fusion_lr}, "
@@ -631,6 +671,7 @@ class Config:
     knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
     chatrec: ChatRecConfig = field(default_factory=ChatRecConfig)
+    p5: P5Config = field(default_factory=P5Config)
     rating: RatingConfig = field(default_factory=RatingConfig)
     multitask: MultitaskConfig = field(default_factory=MultitaskConfig)
     incoming: IncomingConfig = field(default_factory=IncomingConfig)

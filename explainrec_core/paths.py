@@ -59,6 +59,9 @@ MULTITASK_SCORES = "data/scores/multitask_scores.parquet"  # its P(Yes) on the t
 MULTITASK_RATINGS = "data/scores/multitask_ratings.parquet"  # its expected star rating of the test samples
 RATING_SCORES = "data/scores/rating_scores.parquet"  # every rating model's predicted stars (rating_evaluation)
 CHATREC_SCORES = "data/scores/chatrec_scores.parquet"  # Chat-REC's P(Yes) on the LLM's test and cold-start samples
+P5_ADAPTER = "models/p5_adapter"  # the P5 baseline: P5's prompt families (ID words) on the base LLM
+P5_SCORES = "data/scores/p5_scores.parquet"  # its P(Yes) on the LLM's test and cold-start samples
+P5_RANKING = "data/scores/p5_ranking.parquet"  # its scores of the LLM's candidate lists
 INCOMING_ACCEPTED = "${incoming.uri}/accepted"  # accepted new interactions (data/incoming.py), read by ingest
 CHECKPOINTS = "models/checkpoints"
 FIGURES = "reports/figures"
@@ -87,6 +90,8 @@ STEP_METRICS = {
     "cross_domain_adapter": "reports/models/cross_domain_adapter.json",
     "cross_domain_evaluation": "reports/cross_domain_evaluation.json",
     "chatrec_evaluation": "reports/chatrec_evaluation.json",
+    "p5_adapter": "reports/models/p5_adapter.json",
+    "p5_evaluation": "reports/p5_evaluation.json",
     "rating_evaluation": "reports/rating_evaluation.json",
     "multitask_adapter": "reports/models/multitask_adapter.json",
     "multitask_evaluation": "reports/multitask_evaluation.json",

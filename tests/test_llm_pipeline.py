@@ -32,7 +32,8 @@ ITEM_TOKEN_STEPS = ("item_features", "item_token_adapter", "item_token_evaluatio
 CROSS_DOMAIN_STEPS = ("cross_domain_sets", "cross_domain_prompts", "cross_domain_adapter", "cross_domain_evaluation")
 EVAL_STEPS = ("ranking_candidates", "item_attributes", "item_features", "baselines", "llm_ranking", *EXPLAIN_STEPS,
               "explain_evaluation", *ITEM_TOKEN_STEPS[1:], *CROSS_DOMAIN_STEPS, "chatrec_evaluation",
-              "rating_evaluation", "multitask_adapter", "multitask_evaluation", "evaluation_report")
+              "rating_evaluation", "multitask_adapter", "multitask_evaluation", "p5_adapter", "p5_evaluation",
+              "evaluation_report")
 CROSS_DOMAIN_METHODS = {"tallrec_lora_cross_domain", "knowledge_base_cross_domain"}
 
 
@@ -433,6 +434,39 @@ def test_item_tokens_with_the_knowledge_modality(trained, tmp_path):
     assert model.bank.knowledge is not None and model.fusion.modalities[-1] == "knowledge"
 
 
+def test_item_tokens_ranking_protocol_trains_and_selects_on_liked_vs_unrated(trained, tmp_path):
+    """multimodal.training_protocol: ranking keeps only the liked targets (train and valid), each with its unrated
+    negatives; validation asks the test lists' question (negatives never rated by the user at any time)."""
+    import dataclasses
+
+    from explainrec_core.errors import ConfigError
+    from explainrec_core.steps.item_token_steps import unseen_negative_prompts
+
+    root, _ = trained
+    copy = tmp_path / "project"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("item_token_adapter"))
+    cfg = load_config(copy / "params.yaml")
+    with pytest.raises(ConfigError, match="unseen_negatives must be >= 1"):
+        dataclasses.replace(cfg.multimodal, training_protocol="ranking")
+    cfg = dataclasses.replace(cfg, multimodal=dataclasses.replace(cfg.multimodal, training_protocol="ranking",
+                                                                  unseen_negatives=1))
+    stats = run_step("item_token_adapter", cfg, copy)
+    prompts = pl.read_parquet(copy / paths.REC_PROMPTS)
+    liked = {s: prompts.filter((pl.col("set") == s) & (pl.col("label") == 1)).height for s in ("train", "valid")}
+    assert liked["train"] > 0 and liked["valid"] > 0
+    assert stats["examples"] == liked["train"] + stats["unseen_negatives"]["added"]  # no disliked target
+    assert stats["valid_samples"] == 2 * liked["valid"]
+    card = json.loads((copy / paths.ITEM_TOKEN_ADAPTER / CARD_JSON).read_text())
+    assert card["training_protocol"] == "ranking" and card["data"]["valid_samples"] == 2 * liked["valid"]
+    # the validation negatives were never rated by their user, before or after the training period
+    valid = prompts.filter(pl.col("set") == "valid").sort("sample_id")
+    drawn = [q.items[-1] for _, q in unseen_negative_prompts(cfg, copy, valid, any_time=True)]
+    rated = pl.read_parquet(paths.resolve(paths.processed("interactions"), cfg, copy))
+    users = valid.filter(pl.col("label") == 1)["user_id"].to_list()
+    pairs = set(zip(rated["user_id"].to_list(), rated["item_id"].to_list(), strict=True))
+    assert len(drawn) == len(users) and not any((u, i) in pairs for u, i in zip(users, drawn, strict=True))
+
+
 def _ranking_reads_the_users_knowledge(cfg, root):
     """Ranking (`_rank`: each user's slotted prefix once, then the candidates) puts the list's user in every slot
     it asks the fusion for, so the knowledge modality is read, and its scores equal full-prompt scoring of the same
@@ -540,6 +574,33 @@ def test_cross_domain_column(trained):
     auc_fit = results.filter(pl.col("protocol") == "auc")["fit_seconds"]
     assert metrics["methods"]["bpr"]["train_seconds"]["mean"] == pytest.approx(auc_fit.mean())
     assert "train_seconds_ranking" in metrics["methods"]["bpr"]
+
+
+def test_p5_trains_its_families_and_scores_the_llms_samples_and_lists(trained):
+    """P5: one example per family and training sample (next_item for liked targets only), the same schedule and
+    stage-1 start as the TALLRec recipe; scored on the same samples and candidate lists, reported in Table I."""
+    root, stats = trained
+    train = pl.read_parquet(root / paths.REC_PROMPTS).filter(pl.col("set") == "train")
+    adapter = stats["p5_adapter"]
+    liked = int(train["label"].sum())
+    assert adapter["examples_per_family"] == {"sequential": train.height, "direct": train.height,
+                                              "rating": train.height, "next_item": liked}
+    assert adapter["examples"] + adapter["skipped_longer_than_cutoff"] == 3 * train.height + liked
+    assert adapter["steps"] == -(-adapter["examples"] // 4)  # batch 4, one epoch: the llm_training schedule
+    assert _digest(root / paths.P5_ADAPTER / WEIGHTS) != _digest(root / paths.REC_ADAPTER / WEIGHTS)
+    p5 = pl.read_parquet(root / paths.P5_SCORES)
+    llm = pl.read_parquet(root / paths.REC_SCORES)
+    assert p5.select("set", "sample_id").sort("set", "sample_id").equals(
+        llm.select("set", "sample_id").sort("set", "sample_id"))
+    assert p5["p_yes"].is_between(0, 1).all()
+    ranked = pl.read_parquet(root / paths.P5_RANKING)
+    assert ranked["sample_id"].sort().equals(pl.read_parquet(root / paths.LLM_RANKING)["sample_id"].sort())
+    assert stats["p5_evaluation"]["ranking"]["n"] == ranked.height == 2
+    metrics = json.loads((root / paths.METRICS).read_text())["methods"]["p5"]
+    assert metrics["sets"]["test"]["n"] == 16 and metrics["ranking_lists"]["llm_lists"]["n"] == 2
+    assert metrics["train_seconds"] > 0
+    md = (root / paths.EVALUATION_MD).read_text()
+    assert "| p5 |" in md.split("Table I: main results")[1].split("Table II: ablation")[0]
 
 
 def test_chat_rec_scores_the_llms_samples_zero_shot(trained):

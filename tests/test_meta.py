@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from torch.func import functional_call
 
@@ -17,7 +18,7 @@ from explainrec_core.evaluation.scoring import auc
 from explainrec_core.io import write_parquet
 from explainrec_core.knowledge import meta
 from explainrec_core.pipeline import run_step
-from explainrec_core.steps.meta_steps import load_model
+from explainrec_core.steps.meta_steps import ITEM_INPUTS, load_model, task_users_and_features
 from tests.conftest import write_params
 from tests.test_multimodal_baselines import small_item_features
 
@@ -153,8 +154,45 @@ def test_the_step_compares_the_variants_on_valid_and_draws_the_test_curve(tmp_pa
     assert settings["order"] == stats["chosen"] and isinstance(model, meta.MetaRecommender)
     # the kept variant is paired with no adaptation per k, unless no adaptation itself was kept
     assert set(stats["chosen_vs_none"]) == (set() if stats["chosen"] == "none" else set(cfg.cold_start.curve_ks))
+    # the item inputs it was trained on travel with it: the CF refit without the task users, not item_features'
+    inputs = load_file(tmp_path / paths.META_MODEL / ITEM_INPUTS)
+    assert inputs["item_x"].shape[0] == inputs["item_ids"].shape[0] + 1  # + the unknown item's row
+    split = stats["task_split"]
+    assert split["task_users"] > 0 and split["vector_users"] > 0 and split["cf"]["held_out_interactions"] == \
+        split["task_ratings"] > 0
     with pytest.raises(ValueError, match="one history length"):
         meta.score_samples(model, meta.build_features(small_item_features(items), pl.DataFrame(
             {"user_id": [1], "group_type": ["all"], "group_value": ["all"]})),
             pl.DataFrame({"user_id": [1, 1], "item_id": [1, 2], "history_item_ids": [[1], [1, 2]],
                           "history_ratings": [[5.0], [5.0, 1.0]]}), 3.0, cfg.meta, "first")
+
+
+def test_the_task_users_ratings_never_reach_the_item_vectors(tmp_path, processed_ml100k):
+    """meta_adaptation's item CF vectors are refitted without the task users' ratings: flipping a task user's
+    training rating leaves every item input unchanged, flipping another user's changes them (the test can fail)."""
+    from explainrec_core.baselines.base import TrainingData
+    from explainrec_core.knowledge.store import training_ratings
+
+    root = processed_ml100k
+    write_params(tmp_path, data={"raw_dir": "unused", "processed_dir": "data/processed"})
+    cfg = load_config(tmp_path / "params.yaml")
+    read = lambda name: pl.read_parquet(root / f"data/processed/{name}.parquet")  # noqa: E731
+    items = read("items")
+    features = small_item_features(items)
+
+    def inputs(interactions):
+        data = TrainingData.from_tables(read("samples"), interactions, items, cfg.samples.like_threshold)
+        tasks, table, _ = task_users_and_features(cfg, data, training_ratings(data), features)
+        return tasks, table["collaborative"].to_list()
+
+    interactions = read("interactions")
+    tasks, before = inputs(interactions)
+    data = TrainingData.from_tables(read("samples"), interactions, items, cfg.samples.like_threshold)
+    period = training_ratings(data)
+    others = period.join(tasks.select("user_id").unique(), on="user_id", how="anti")
+    for row, changes in ((tasks.row(0, named=True), False), (others.row(0, named=True), True)):
+        flipped = interactions.with_columns(
+            pl.when((pl.col("user_id") == row["user_id"]) & (pl.col("item_id") == row["item_id"]))
+            .then(pl.lit(1.0 if row["label"] else 5.0)).otherwise(pl.col("rating")).alias("rating"))
+        _, after = inputs(flipped)
+        assert (after != before) is changes, row

@@ -37,9 +37,10 @@ CHAMPION = "explainrec_item_tokens"  # the attributed model + item tokens (its o
 KNOWLEDGE_BASE = "knowledge_base"  # eq. 5's demographic P(i | u) alone: ExplainRec's zero-shot component, no history
 MULTITASK = "tallrec_multitask"  # the TALLRec recipe trained on preference + rating prediction (eq. 10)
 CHATREC = "chat_rec"  # Chat-REC: the untuned instruction LLM with CF-retrieved candidates (zero-shot)
+P5 = "p5"  # P5's prompt families (ID words) trained on our base LLM (baselines/p5.py)
 CROSS_DOMAIN = "cross_domain"  # the held-out domain's samples (Table III's cross-domain column)
 CROSS_DOMAIN_LLM = "tallrec_lora_cross_domain"  # the TALLRec recipe trained on the source domain only
-LLM_METHODS = (LLM, EXPLAINREC, ABLATION, ITEM_TOKENS, CHAMPION)  # ranked only on the LLM's candidate lists
+LLM_METHODS = (LLM, EXPLAINREC, ABLATION, ITEM_TOKENS, CHAMPION, P5)  # ranked only on the LLM's candidate lists
 VARIANT_METHODS = {"attributed": EXPLAINREC, "no_attribution": ABLATION,  # explain_* files' variant -> method
                    "attributed_item_tokens": CHAMPION}
 # Table II's rows, each compared with the row it differs from in ONE setting (never two at once):
@@ -75,6 +76,7 @@ STEP_FILES = {"rec_evaluation": (paths.REC_SCORES,), "llm_ranking": (paths.LLM_R
               "meta_adaptation": (paths.META_SCORES,),
               "cross_domain_evaluation": (paths.CROSS_DOMAIN_SCORES,),
               "chatrec_evaluation": (paths.CHATREC_SCORES,),
+              "p5_evaluation": (paths.P5_SCORES, paths.P5_RANKING),
               "multitask_evaluation": (paths.MULTITASK_SCORES, paths.MULTITASK_RATINGS)}
 META_METHODS = {"none": "meta_no_adaptation", "first": "meta_maml_first_order", "second": "meta_maml_second_order"}
 
@@ -94,6 +96,7 @@ def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str,
     baselines = _baseline_rows(pl.read_parquet(root / paths.BASELINE_SCORES), "auc")
     meta = _read_if_any(root, paths.META_SCORES, skip)
     chatrec = _read_if_any(root, paths.CHATREC_SCORES, skip)
+    p5 = _read_if_any(root, paths.P5_SCORES, skip)
     multitask = _read_if_any(root, paths.MULTITASK_SCORES, skip)
     # the true cold-start sets (whole sets: no LLM scores them yet) where the baselines' scores have them
     curve = [name for name in dict.fromkeys(baselines["set"].to_list()) if name not in SETS]
@@ -110,6 +113,8 @@ def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str,
                                                                                      score="p_yes")
         if chatrec is not None and llm_set:
             frames[name][CHATREC] = chatrec.filter(pl.col("set") == name).select("sample_id", "label", score="p_yes")
+        if p5 is not None and llm_set:
+            frames[name][P5] = p5.filter(pl.col("set") == name).select("sample_id", "label", score="p_yes")
         if explain is not None and llm_set:
             for variant, method in VARIANT_METHODS.items():
                 part = explain.filter((pl.col("variant") == variant) & (pl.col("set") == name))
@@ -166,6 +171,10 @@ def ndcg_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str
     if item_tokens is not None:
         llm_lists[ITEM_TOKENS] = pl.DataFrame({"sample_id": item_tokens["sample_id"], "ndcg": _ndcg(
             positive_ranks(np.array(item_tokens["scores"].to_list())))})
+    p5 = _read_if_any(root, paths.P5_RANKING, skip)
+    if p5 is not None:
+        llm_lists[P5] = pl.DataFrame({"sample_id": p5["sample_id"],
+                                      "ndcg": _ndcg(positive_ranks(np.array(p5["scores"].to_list())))})
     explain = _read_if_any(root, paths.EXPLAIN_RANKING, skip)
     if explain is not None and "sample_id" in explain.columns:  # older files keyed lists by position only
         for variant, method in VARIANT_METHODS.items():
@@ -267,7 +276,7 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         methods[LLM] = llm
     methods |= {**_explain_methods(cfg, upstream), **_item_token_method(cfg, upstream),
                 **_knowledge_base_method(upstream), **_meta_methods(upstream), **_chatrec_method(upstream),
-                **_multitask_method(cfg, upstream)}
+                **_p5_method(cfg, upstream), **_multitask_method(cfg, upstream)}
     # sample counts from whichever LLM evaluation ran (all score the same seeded sets)
     counted = evaluation or upstream.get("explain_evaluation", {}).get("attributed", {})
     for method in cfg.baselines.methods:
@@ -390,6 +399,19 @@ def _chatrec_method(upstream: dict[str, dict]) -> dict:
     return {CHATREC: {**{f"{name}_auc": m[name]["auc"] for name in SETS if name in m}, "train_seconds": 0.0,
                       "inference_ms_per_sample": 1e3 / m["scoring"]["samples_per_s"],
                       "target_among_candidates": m.get("target_among_candidates"), "base_model": m.get("base_model")}}
+
+
+def _p5_method(cfg: Config, upstream: dict[str, dict]) -> dict:
+    """The P5 baseline: AUC per set, ranking metrics on the LLM's lists, cost (p5_adapter + p5_evaluation)."""
+    m, train = upstream.get("p5_evaluation"), upstream.get("p5_adapter", {})
+    if not m:
+        return {}
+    entry = {f"{name}_auc": m[name]["auc"] for name in SETS if name in m}
+    entry.update({k: m.get("ranking", {}).get(k) for k in ("mrr", *(f"{x}@{k}" for x in ("hit", "ndcg") for k in KS))})
+    entry.update({"train_seconds": train.get("train_seconds"), "peak_memory_mb": train.get("peak_memory_mb"),
+                  "inference_ms_per_sample": 1e3 / m["scoring"]["samples_per_s"],
+                  "examples_per_family": train.get("examples_per_family"), "seeds": [cfg.llm_training.seed]})
+    return {P5: entry}
 
 
 def _cross_domain_full(upstream: dict[str, dict]) -> dict:

@@ -1,8 +1,9 @@
 """Meta-learned adaptation to new users (paper eq. 6): theta'_u = theta - alpha * grad L_support(u)(theta).
 
-The model follows MeLU (Lee et al. 2019, RecBole-MetaRec's anchor): global encoders of the item (its content and
-collaborative vectors from the item_features asset) and of the user (one-hot demographic groups of the knowledge
-base), and decision layers on top. Only the decision layers are adapted per user: they are where a user's taste
+The model follows MeLU (Lee et al. 2019, RecBole-MetaRec's anchor): global encoders of the item (its content
+vectors from the item_features asset, and collaborative vectors refitted without the task users' ratings:
+steps/meta_steps.py) and of the user (one-hot demographic groups of the knowledge base), and decision layers on
+top. Only the decision layers are adapted per user: they are where a user's taste
 lives, they are small (a step costs little), and the encoders learned over all users stay shared.
 
 Tasks are training-period users: a task's support set is k of a user's ratings in time order and its query set the

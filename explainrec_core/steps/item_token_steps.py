@@ -105,16 +105,19 @@ def slotted_prompts(cfg: Config, root: Path, rows: pl.DataFrame) -> tuple[list[s
     return prompts, requests
 
 
-def unseen_negative_prompts(cfg: Config, root: Path, train_rows: pl.DataFrame) -> list[tuple[str, SlotRequest]]:
-    """The ranking protocol's training negatives (multimodal.unseen_negatives per liked training target): items
-    the user had not rated in the training period, in the target's place of that sample's prompt (the same shown
+def unseen_negative_prompts(cfg: Config, root: Path, rows: pl.DataFrame,
+                            any_time: bool = False) -> list[tuple[str, SlotRequest]]:
+    """The ranking protocol's negatives (multimodal.unseen_negatives per liked row): items the user had not rated
+    in the training period (`any_time`: ever, as the test lists' negatives; for validation rows, whose user may
+    rate items after the training period), in the target's place of that sample's prompt (the same shown
     history)."""
     samples = read_processed(cfg, root, "samples")
     items = read_processed(cfg, root, "items")
-    data = TrainingData.from_tables(samples, read_processed(cfg, root, "interactions"), items,
-                                    cfg.samples.like_threshold)
-    liked = train_rows.filter(pl.col("label") == 1)
-    drawn = unseen_negatives(liked, data.interactions, items["item_id"].to_numpy(), cfg.multimodal.unseen_negatives,
+    interactions = read_processed(cfg, root, "interactions")
+    rated = (interactions.select("user_id", "item_id") if any_time else
+             TrainingData.from_tables(samples, interactions, items, cfg.samples.like_threshold).interactions)
+    liked = rows.filter(pl.col("label") == 1)
+    drawn = unseen_negatives(liked, rated, items["item_id"].to_numpy(), cfg.multimodal.unseen_negatives,
                              cfg.rec_prompts.seed)
     titles = {r["item_id"]: quote_item(r["title"], r["year"]) for r in items.iter_rows(named=True)}
     rows = drawn.join(liked.select("sample_id", "n_history_dropped"), on="sample_id").join(
@@ -201,6 +204,9 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
     slot_id = add_slot_token(tokenizer)
     prompts = pl.read_parquet(root / paths.REC_PROMPTS)
     train_rows, valid_rows = (prompts.filter(pl.col("set") == s).sort("sample_id") for s in ("train", "valid"))
+    ranking = cfg.multimodal.training_protocol == "ranking"
+    if ranking:  # liked targets against unrated items only: the disliked targets answer another question
+        train_rows, valid_rows = (rows.filter(pl.col("label") == 1) for rows in (train_rows, valid_rows))
     joint = cfg.multimodal.schedule == "joint"
     # joint: LoRA continued from stage 1 and trained with the fusion; two_step: rec_adapter's LoRA, frozen
     lora_source = root / (paths.ALPACA_ADAPTER if joint else paths.REC_ADAPTER)
@@ -228,6 +234,11 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
             negatives["added"] += 1
     valid_prompts, valid_requests = slotted_prompts(cfg, root, valid_rows)
     valid_labels = valid_rows["label"].to_list()
+    if ranking:  # each liked validation target against as many unrated items, drawn as the training negatives are
+        for prompt, request in unseen_negative_prompts(cfg, root, valid_rows, any_time=True):
+            valid_prompts.append(prompt)
+            valid_requests.append(request)
+            valid_labels.append(0)
 
     def evaluate(m) -> float:
         value = auc(valid_labels, score_slotted(m, tokenizer, slot_id, valid_prompts, valid_requests,
@@ -246,11 +257,12 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
                             "The TALLRec recipe's adapter (frozen) with item tokens: the fusion trained on it (CoLLM "
                             "step 2)") + "; fused text/attribute/collaborative vectors projected into the token "
                                          "space after each title.",
-            "schedule": cfg.multimodal.schedule, "lora_source": str(lora_source.relative_to(root)),
+            "schedule": cfg.multimodal.schedule, "training_protocol": cfg.multimodal.training_protocol,
+            "lora_source": str(lora_source.relative_to(root)),
             "base_model": info["source"], "base_model_source": info,
             "data": {"file": paths.REC_PROMPTS, "sha256": _sha256(root / paths.REC_PROMPTS),
                      "train_examples": len(examples), "unseen_negatives": negatives,
-                     "valid_samples": valid_rows.height,
+                     "valid_samples": len(valid_labels),
                      "item_features_sha256": spec.features_sha256, "modalities": bank.modalities,
                      "modalities_off": bank.off},
             "lora": _as_dict(cfg.lora), "training": _as_dict(train_cfg), "multimodal": _as_dict(cfg.multimodal),
@@ -259,6 +271,7 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
     summary = _finish("item_token_adapter", paths.ITEM_TOKEN_ADAPTER, llm, result, card, root, ckpt, base,
                       extras=lambda staging: save_fusion(model.fusion, staging))
     return {**summary, "examples": len(examples), "unseen_negatives": negatives, "valid_auc": result.best_metric,
+            "training_protocol": cfg.multimodal.training_protocol, "valid_samples": len(valid_labels),
             "modalities": bank.modalities,
             "modalities_off": bank.off, "fusion_parameters": sum(p.numel() for p in model.fusion.parameters())}
 

@@ -27,6 +27,7 @@ from explainrec_core.config import Config
 from explainrec_core.data.samples import history_cut_sets, last_k_history
 from explainrec_core.evaluation.paired import auc_difference, auc_with_ci
 from explainrec_core.evaluation.scoring import auc
+from explainrec_core.features.item_features import collaborative_vectors
 from explainrec_core.io import write_parquet
 from explainrec_core.knowledge import demographic, meta
 from explainrec_core.knowledge.store import training_ratings
@@ -38,6 +39,7 @@ from explainrec_core.steps.data_steps import read_processed
 from explainrec_core.storage.base import swap_into_place
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
+ITEM_INPUTS = "item_inputs.safetensors"  # the item rows the model was trained on (its own CF refit: not item_features')
 
 
 def validation_sets(cfg: Config, samples: pl.DataFrame, ratings: pl.DataFrame) -> dict[int, pl.DataFrame]:
@@ -50,11 +52,43 @@ def validation_sets(cfg: Config, samples: pl.DataFrame, ratings: pl.DataFrame) -
     return {k: last_k_history(new, k) for k in ks}
 
 
-def save_model(model: meta.MetaRecommender, settings: dict, folder: Path) -> None:
+def task_users_and_features(cfg: Config, data: TrainingData, ratings: pl.DataFrame,
+                            item_features: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """(the task users' training ratings, the item_features table with its collaborative column refitted without
+    them, a report). The tasks are windows of training-period users' ratings; with item vectors fitted on every
+    training rating, a task's query ratings would be edges of the graph behind its items' vectors, which a new
+    user's test ratings never are. So a seeded `meta.task_user_share` of the users are the tasks, and the CF model
+    (the item_features settings: multimodal.collaborative_model, the AUC protocol) is fitted on the others only."""
+    users = np.sort(ratings["user_id"].unique().to_numpy())
+    n_tasks = int(round(cfg.meta.task_user_share * users.size))
+    if not 0 < n_tasks < users.size:
+        raise ValueError(f"meta.task_user_share {cfg.meta.task_user_share} of {users.size} training-period users "
+                         "leaves no task user or no user to fit the item vectors on")
+    chosen = np.random.default_rng([cfg.meta.seed, 7]).choice(users, size=n_tasks, replace=False)
+    task_ratings = ratings.filter(pl.col("user_id").is_in(chosen.tolist()))
+    vectors, cf_report = collaborative_vectors(cfg, data, task_ratings.select("user_id", "item_id"))
+    dim = cf_report["dim"]
+    ids = item_features["item_id"].to_list()
+    table = item_features.with_columns(
+        pl.Series("collaborative", [None if i not in vectors else vectors[i].tolist() for i in ids],
+                  dtype=pl.List(pl.Float32)),
+        pl.Series("has_collaborative", [i in vectors for i in ids], dtype=pl.Boolean))
+    report = {"task_users": int(n_tasks), "vector_users": int(users.size - n_tasks),
+              "task_ratings": task_ratings.height, "items_with_vector": len(vectors), "dim": dim,
+              "cf": {k: v for k, v in cf_report.items() if k != "dim"}}
+    return task_ratings, table, report
+
+
+def save_model(model: meta.MetaRecommender, settings: dict, folder: Path,
+               features: meta.Features | None = None) -> None:
     staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         staging.mkdir(parents=True)
         save_file({n: t.contiguous() for n, t in model.state_dict().items()}, staging / WEIGHTS)
+        if features is not None:  # the last row is the unknown item's zero vector
+            ids = sorted(features.item_index, key=features.item_index.get)
+            save_file({"item_ids": torch.tensor(ids, dtype=torch.int64), "item_x": features.item_x.contiguous()},
+                      staging / ITEM_INPUTS)
         (staging / CONFIG).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
         swap_into_place(staging, folder)
     finally:
@@ -112,11 +146,12 @@ def run_meta_adaptation(cfg: Config, root: Path) -> dict:
     data = TrainingData.from_tables(samples, read_processed(cfg, root, "interactions"), items,
                                     cfg.samples.like_threshold)
     ratings = training_ratings(data)
-    features = meta.build_features(pl.read_parquet(paths.resolve(paths.ITEM_FEATURES, cfg, root)),
-                                   demographic.user_groups(read_processed(cfg, root, "users"),
-                                                           cfg.knowledge.age_bands))
+    task_ratings, item_table, split = task_users_and_features(
+        cfg, data, ratings, pl.read_parquet(paths.resolve(paths.ITEM_FEATURES, cfg, root)))
+    features = meta.build_features(item_table, demographic.user_groups(read_processed(cfg, root, "users"),
+                                                                       cfg.knowledge.age_bands))
     ks = cfg.cold_start.curve_ks
-    tasks = [meta.training_tasks(ratings, k, cfg.meta.query) for k in ks]
+    tasks = [meta.training_tasks(task_ratings, k, cfg.meta.query) for k in ks]
     valid = validation_sets(cfg, samples, ratings)
     test = history_cut_sets(samples, read_processed(cfg, root, "cold_start_sets"), ks)
     inputs = MetaInputs(cfg, features, tasks, valid, {k: test[f"new_user_k{k}"] for k in ks})
@@ -136,7 +171,7 @@ def run_meta_adaptation(cfg: Config, root: Path) -> dict:
     model, losses = models[chosen]
     save_model(model, {"order": chosen, "item_dim": features.item_x.shape[1], "user_dim": features.user_x.shape[1],
                        "hidden": cfg.meta.hidden, "inner_lr": cfg.meta.inner_lr,
-                       "inner_steps": cfg.meta.inner_steps}, root / paths.META_MODEL)
+                       "inner_steps": cfg.meta.inner_steps, "task_split": split}, root / paths.META_MODEL, features)
     plot_training([(i + 1, v) for i, v in enumerate(losses)], [], f"meta_adaptation ({chosen}): query loss",
                   root / paths.FIGURES / "meta_adaptation_training.png", metric_name="")
     scores = pl.concat(frames)
@@ -149,5 +184,5 @@ def run_meta_adaptation(cfg: Config, root: Path) -> dict:
                                                                                                        "none"))
             paired[k] = {"auc": auc_with_ci(a).to_dict(), "vs_none": auc_difference(a, b).to_dict()}
     return {"orders": variants, "chosen": chosen, "tasks": {k: len(t.users) for k, t in zip(ks, tasks, strict=True)},
-            "valid_samples": valid[ks[0]].height, "test_samples": inputs.test_k[ks[0]].height,
+            "valid_samples": valid[ks[0]].height, "test_samples": inputs.test_k[ks[0]].height, "task_split": split,
             "chosen_vs_none": paired}
