@@ -94,7 +94,7 @@ def test_report_and_metrics(trained):
     metrics = json.loads((root / paths.METRICS).read_text())
     assert set(metrics["methods"]) == {"tallrec_lora", "explainrec", "explainrec_no_attribution",
                                        "tallrec_item_tokens", "explainrec_item_tokens", "popularity", "bpr",
-                                       "chat_rec", "tallrec_multitask", *CROSS_DOMAIN_METHODS}
+                                       "chat_rec", "tallrec_multitask", "p5", *CROSS_DOMAIN_METHODS}
     assert metrics["sample_counts"]["test"] == 16 and metrics["seeds"]["baselines"] == [0, 1]
     assert metrics["bootstrap"]["resamples"] == 200  # evaluation.bootstrap_resamples of the test settings
     bpr = metrics["methods"]["bpr"]
