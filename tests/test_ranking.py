@@ -293,3 +293,14 @@ def test_unseen_negatives_are_items_the_user_never_rated_seeded_per_sample():
     assert not drawn.equals(unseen_negatives(rows, rated, catalogue, k=4, seed=1))
     with pytest.raises(ValueError, match="user 1 has only 2 unrated items"):
         unseen_negatives(rows.head(1), rated, np.arange(10, 15), k=3, seed=0)
+
+
+def test_write_list_scores_saves_the_lists_and_returns_their_metrics(tmp_path):
+    from explainrec_core.evaluation.ranking import write_list_scores
+
+    rows = [{"sample_id": 3, "scores": [0.9, 0.1, 0.2]}, {"sample_id": 5, "scores": [0.1, 0.5, 0.3]}]
+    metrics = write_list_scores(rows, tmp_path / "lists.parquet")
+    assert metrics == ranking_metrics(np.array([r["scores"] for r in rows]))
+    assert pl.read_parquet(tmp_path / "lists.parquet")["sample_id"].to_list() == [3, 5]
+    assert write_list_scores([], tmp_path / "none.parquet") == {"n": 0}
+    assert pl.read_parquet(tmp_path / "none.parquet").height == 0

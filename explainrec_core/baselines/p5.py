@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from explainrec_core.config import P5_FAMILIES as FAMILIES
 from explainrec_core.prompts import alpaca_prompt, rec_response
 
-SCORED = "sequential"  # the family scored (AUC, ranking); config.P5Config requires it
 _ANSWER = 'Answer "Yes." or "No.".'
 
 

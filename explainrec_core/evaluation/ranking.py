@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from explainrec_core.io import write_parquet
+
 CANDIDATE_COLUMNS = ("sample_id", "user_id", "item_id", "candidates", "history_item_ids", "history_ratings",
                      "llm_order")
 EXPANDED_COLUMNS = ("sample_id", "position", "user_id", "item_id", "history_item_ids", "history_ratings")
@@ -105,6 +107,14 @@ def _draw(pool: np.ndarray, exclude: int, k: int, rng: np.random.Generator, too_
     if pool.size < k:
         raise ValueError(too_few.format(n=pool.size))
     return rng.choice(pool, size=k, replace=False)
+
+
+def write_list_scores(rows: list[dict], path) -> dict:
+    """Save an LLM ranker's scores (one row per list: sample_id, scores with the positive first) as parquet and
+    return their ranking metrics ({"n": 0} for no list)."""
+    table = pl.DataFrame(rows, schema={"sample_id": pl.Int64, "scores": pl.List(pl.Float64)})
+    write_parquet(table, path)
+    return ranking_metrics(np.array(table["scores"].to_list())) if table.height else {"n": 0}
 
 
 def llm_lists(cands: pl.DataFrame, n: int) -> pl.DataFrame:

@@ -28,7 +28,7 @@ import torch
 from explainrec_core import paths
 from explainrec_core.baselines.base import TrainingData
 from explainrec_core.config import Config
-from explainrec_core.evaluation.ranking import llm_lists, ranking_metrics, unseen_negatives
+from explainrec_core.evaluation.ranking import llm_lists, unseen_negatives, write_list_scores
 from explainrec_core.evaluation.scoring import auc, score_yes
 from explainrec_core.features.feature_bank import FeatureBank, FeatureError, SlotRequest
 from explainrec_core.features.fusion import CONFIG as FUSION_CONFIG
@@ -354,7 +354,5 @@ def _rank(cfg: Config, root: Path, model: ItemTokenLM, tokenizer, answer_ids) ->
             rows.append({"sample_id": r["sample_id"], "scores": p_yes.tolist()})
             advance(1)
     seconds = time.perf_counter() - start
-    table = pl.DataFrame(rows, schema={"sample_id": pl.Int64, "scores": pl.List(pl.Float64)})
-    write_parquet(table, root / paths.ITEM_TOKEN_RANKING)
-    metrics = ranking_metrics(np.array(table["scores"].to_list())) if table.height else {"n": 0}
+    metrics = write_list_scores(rows, root / paths.ITEM_TOKEN_RANKING)
     return metrics, round(seconds / max(candidates.height, 1), 2)

@@ -13,14 +13,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from explainrec_core import paths
 from explainrec_core.baselines import p5
 from explainrec_core.config import Config
 from explainrec_core.evaluation.prefix_scoring import score_shared_prefix
-from explainrec_core.evaluation.ranking import llm_lists, ranking_metrics
+from explainrec_core.evaluation.ranking import llm_lists, write_list_scores
 from explainrec_core.evaluation.scoring import auc
 from explainrec_core.io import write_parquet
 from explainrec_core.models import adapters
@@ -134,7 +133,5 @@ def _rank(cfg: Config, root: Path, model, tokenizer, answer_ids) -> dict:
             rows.append({"sample_id": r["sample_id"], "scores": p_yes.tolist()})
             advance(1)
     seconds = time.perf_counter() - start
-    table = pl.DataFrame(rows, schema={"sample_id": pl.Int64, "scores": pl.List(pl.Float64)})
-    write_parquet(table, root / paths.P5_RANKING)
-    metrics = ranking_metrics(np.array(table["scores"].to_list())) if table.height else {"n": 0}
+    metrics = write_list_scores(rows, root / paths.P5_RANKING)
     return {**metrics, "seconds_per_list": round(seconds / max(candidates.height, 1), 2)}
