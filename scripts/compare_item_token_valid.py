@@ -46,9 +46,9 @@ def valid_scores(params: Path, root: Path, protocol: str = "auc", draw_params: P
     if protocol == "ranking":
         draw = load_config(draw_params or params)
         k = draw.multimodal.unseen_negatives
-        if k < 1:
-            raise typer.BadParameter(f"{draw_params or params}: multimodal.unseen_negatives must be >= 1 to draw the "
-                                     "ranking negatives")
+        if not 1 <= k < 100:  # the negatives' keys below leave room for 99 per liked target
+            raise typer.BadParameter(f"{draw_params or params}: multimodal.unseen_negatives must be in 1..99 to draw "
+                                     "the ranking negatives")
         for j, (text, request) in enumerate(unseen_negative_prompts(draw, root, rows, any_time=True)):
             texts.append(text)
             requests.append(request)
