@@ -549,6 +549,34 @@ computed when a prompt is built: the affinities from their CF vectors, knowledge
 base)."""
 
 
+ABLATION_MODALITY_GROUPS = {
+    "collaborative": ("collaborative", "collaborative_ranking", "affinity", "affinity_ranking"),
+    "text": ("text",), "attributes": ("attributes",), "image": ("image",)}
+"""What each Table II "w/o <group>" row removes from the champion's item tokens: every vector that comes from the
+same source (the CF fits and their affinities are one source: removing the vectors but keeping their affinity would
+leave the information in)."""
+
+
+@dataclass(frozen=True)
+class AblationsConfig:
+    """The ablation runner (steps/ablation_steps.py, `explainrec run champion_ablations`): Table II's modality rows.
+    Each group is the champion retrained with that group's vectors removed from its item tokens and nothing else
+    changed (the same frozen attributed LoRA, features, examples, schedule, seed and selection rule), then scored on
+    the same test samples and candidate lists as the champion."""
+
+    modality_groups: tuple[str, ...] = ("collaborative", "text", "attributes")
+    """Keys of ABLATION_MODALITY_GROUPS, one Table II row each; a group whose vectors are off in the run (the image
+    modality without CLIP weights) is listed as skipped, not trained."""
+    rank_lists: bool = True
+    """Also rank the LLM's candidate lists (NDCG@10 column); at paper size about 6 s per list and variant."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.modality_groups) - set(ABLATION_MODALITY_GROUPS))
+        if unknown or len(set(self.modality_groups)) != len(self.modality_groups):
+            raise ConfigError(f"ablations.modality_groups: unknown {unknown} or repeated in "
+                              f"{list(self.modality_groups)}; known: {list(ABLATION_MODALITY_GROUPS)}")
+
+
 @dataclass(frozen=True)
 class MultimodalConfig:
     """Item tokens (paper III-D, eq. 7-9; CoLLM/LLaRA): per-item vectors of several modalities, fused by attention
@@ -690,6 +718,7 @@ class Config:
     ablation), so they differ only in the component an ablation names, never in steps, cutoff or early stopping."""
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     multimodal: MultimodalConfig = field(default_factory=MultimodalConfig)
+    ablations: AblationsConfig = field(default_factory=AblationsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
 
     def __post_init__(self) -> None:

@@ -41,6 +41,9 @@ ITEM_TOKEN_SCORES = "data/scores/item_token_scores.parquet"
 ITEM_TOKEN_RANKING = "data/scores/item_token_ranking.parquet"
 EXPLAIN_ITEM_TOKEN_ADAPTER = "models/explain_item_token_adapter"  # explain_adapter's LoRA + its own fusion
 CHAMPION_ADAPTER = EXPLAIN_ITEM_TOKEN_ADAPTER
+CHAMPION_ABLATIONS = "models/champion_ablations"  # one folder per Table II modality row: <group>/ (LoRA + fusion)
+CHAMPION_ABLATION_SCORES = "data/scores/champion_ablation_scores.parquet"  # their P(Yes) on the test samples
+CHAMPION_ABLATION_RANKING = "data/scores/champion_ablation_ranking.parquet"  # their scores of the LLM's lists
 ADAPTER_FEATURES = "item_features.parquet"
 """In an item-token adapter folder put there by the model registry: the item features its fusion was trained on
 (the pipeline's own adapters use ITEM_FEATURES)."""
@@ -84,6 +87,7 @@ STEP_METRICS = {
     "item_token_adapter": "reports/models/item_token_adapter.json",
     "item_token_evaluation": "reports/item_token_evaluation.json",
     "explain_item_token_adapter": "reports/models/explain_item_token_adapter.json",
+    "champion_ablations": "reports/champion_ablations.json",
     "preference_knowledge_base": "reports/data/preference_knowledge_base.json",
     "baselines": "reports/baselines.json",
     "meta_adaptation": "reports/models/meta_adaptation.json",

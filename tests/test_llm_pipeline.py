@@ -31,10 +31,11 @@ EXPLAIN_STEPS = ("preference_attributions", "explain_prompts", "explain_adapter"
 ITEM_TOKEN_STEPS = ("item_features", "item_token_adapter", "item_token_evaluation")
 CROSS_DOMAIN_STEPS = ("cross_domain_sets", "cross_domain_prompts", "cross_domain_adapter", "cross_domain_evaluation")
 EVAL_STEPS = ("ranking_candidates", "item_attributes", "item_features", "baselines", "llm_ranking", *EXPLAIN_STEPS,
-              "explain_evaluation", *ITEM_TOKEN_STEPS[1:], *CROSS_DOMAIN_STEPS, "chatrec_evaluation",
+              "explain_evaluation", "champion_ablations", *ITEM_TOKEN_STEPS[1:], *CROSS_DOMAIN_STEPS, "chatrec_evaluation",
               "rating_evaluation", "multitask_adapter", "multitask_evaluation", "p5_adapter", "p5_evaluation",
               "evaluation_report")
 CROSS_DOMAIN_METHODS = {"tallrec_lora_cross_domain", "knowledge_base_cross_domain"}
+CHAMPION_VARIANTS = {f"explainrec_item_tokens_wo_{g}" for g in ("collaborative", "text", "attributes")}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,8 @@ def test_report_and_metrics(trained):
     metrics = json.loads((root / paths.METRICS).read_text())
     assert set(metrics["methods"]) == {"tallrec_lora", "explainrec", "explainrec_no_attribution",
                                        "tallrec_item_tokens", "explainrec_item_tokens", "popularity", "bpr",
-                                       "chat_rec", "tallrec_multitask", "p5", *CROSS_DOMAIN_METHODS}
+                                       "chat_rec", "tallrec_multitask", "p5", *CROSS_DOMAIN_METHODS,
+                                       *CHAMPION_VARIANTS}
     assert metrics["sample_counts"]["test"] == 16 and metrics["seeds"]["baselines"] == [0, 1]
     assert metrics["bootstrap"]["resamples"] == 200  # evaluation.bootstrap_resamples of the test settings
     bpr = metrics["methods"]["bpr"]
@@ -104,7 +106,8 @@ def test_report_and_metrics(trained):
     for method in set(metrics["methods"]) - CROSS_DOMAIN_METHODS:
         for name in ("test", "new_user", "new_item"):
             entry = metrics["methods"][method]["sets"].get(name)
-            assert entry is None if method == "explainrec_no_attribution" and name != "test" else \
+            test_only = method == "explainrec_no_attribution" or method in CHAMPION_VARIANTS
+            assert entry is None if test_only and name != "test" else \
                 {"auc", "auc_ci95", "best_baseline", "delta_auc_vs_best", "delta_auc_ci95"} <= set(entry)
         if method not in ("chat_rec", "tallrec_multitask"):  # they answer about one target: they rank no list
             assert metrics["methods"][method]["ranking_lists"]["llm_lists"]["n"] == 2
@@ -527,6 +530,65 @@ def test_champion_attributed_model_with_item_tokens(trained):
              if c["a"] == "explainrec" and c["b"] == "explainrec_item_tokens"}
     assert pairs == {("test", "auc"), ("new_user", "auc"), ("new_item", "auc"), ("llm_lists", "ndcg@10")}
     assert metrics["vs_full_model"]["auc"]["explainrec"]["reference"] == "explainrec_item_tokens"
+
+
+def test_ablation_runner_retrains_the_champion_without_one_group_of_vectors_at_a_time(trained, tmp_path):
+    """champion_ablations: each Table II modality row is the champion's step 2 with one group of vectors removed and
+    nothing else changed (same frozen LoRA, schedule, examples); scored on the champion's test samples and lists and
+    paired with it in Table II. A finished variant is reused on a rerun; a group with no vectors is skipped."""
+    import dataclasses
+
+    from explainrec_core.config import ConfigError
+    from explainrec_core.features.fusion import WEIGHTS as FUSION_WEIGHTS
+
+    root, stats = trained
+    champion_dir = root / paths.EXPLAIN_ITEM_TOKEN_ADAPTER
+    champion = json.loads((champion_dir / CARD_JSON).read_text())
+    removed = {"collaborative": {"collaborative", "affinity"}, "text": {"text"}, "attributes": {"attributes"}}
+    assert set(stats["champion_ablations"]["variants"]) == {f"wo_{g}" for g in removed}
+    for group, gone in removed.items():
+        folder = root / paths.CHAMPION_ABLATIONS / group
+        card = json.loads((folder / CARD_JSON).read_text())
+        assert card["data"]["modalities"] == [m for m in champion["data"]["modalities"] if m not in gone], group
+        assert card["training"] == champion["training"] and card["data"]["train_examples"] == \
+            champion["data"]["train_examples"] and card["loss_weights"] == champion["loss_weights"]
+        assert _digest(folder / WEIGHTS) == _digest(champion_dir / WEIGHTS)  # the same frozen attributed LoRA
+        assert _digest(folder / FUSION_WEIGHTS) != _digest(champion_dir / FUSION_WEIGHTS)
+    scores = pl.read_parquet(root / paths.CHAMPION_ABLATION_SCORES)
+    champion_test = pl.read_parquet(root / paths.EXPLAIN_SCORES).filter(
+        (pl.col("variant") == "attributed_item_tokens") & (pl.col("set") == "test"))
+    ranked = pl.read_parquet(root / paths.CHAMPION_ABLATION_RANKING)
+    champion_lists = pl.read_parquet(root / paths.EXPLAIN_RANKING).filter(
+        pl.col("variant") == "attributed_item_tokens")["sample_id"].to_list()
+    for group in removed:
+        part = scores.filter(pl.col("variant") == f"wo_{group}")
+        assert sorted(part["sample_id"]) == sorted(champion_test["sample_id"]) and set(part["set"]) == {"test"}
+        assert ranked.filter(pl.col("variant") == f"wo_{group}")["sample_id"].to_list() == champion_lists
+    metrics = json.loads((root / paths.METRICS).read_text())
+    for method in CHAMPION_VARIANTS:  # Table II: paired with the champion on its test samples and lists
+        assert metrics["vs_full_model"]["auc"][method]["reference"] == "explainrec_item_tokens"
+        assert metrics["vs_full_model"]["ndcg@10"][method]["reference"] == "explainrec_item_tokens"
+    md = (root / paths.EVALUATION_MD).read_text()
+    table_i = md.split("Table I: main results")[1].split("Table II")[0]
+    assert "w/o collaborative vectors (item tokens)" in md and "explainrec_item_tokens_wo_text" not in table_i
+
+    # a rerun with the same settings and inputs reuses the finished variants (nothing retrained)
+    copy = tmp_path / "project"
+    shutil.copytree(root, copy)
+    weights = copy / paths.CHAMPION_ABLATIONS / "text" / FUSION_WEIGHTS
+    before = weights.stat().st_mtime_ns
+    cfg = load_config(copy / "params.yaml")
+    again = run_step("champion_ablations", cfg, copy)
+    assert weights.stat().st_mtime_ns == before and again["variants"] == stats["champion_ablations"]["variants"]
+    # a group whose vectors are off in this run (no CLIP weights: no image vectors) is skipped, and the folders of
+    # groups no longer configured are removed
+    only_image = dataclasses.replace(cfg, ablations=dataclasses.replace(cfg.ablations, modality_groups=("image",)))
+    skipped = run_step("champion_ablations", only_image, copy)
+    assert skipped["variants"] == {} and "image" in skipped["skipped"]["image"]
+    assert not any((copy / paths.CHAMPION_ABLATIONS).iterdir())
+    assert pl.read_parquet(copy / paths.CHAMPION_ABLATION_SCORES).height == 0
+    with pytest.raises(ConfigError, match="unknown \\['sound'\\]"):
+        dataclasses.replace(cfg.ablations, modality_groups=("sound",))
 
 
 def test_cross_domain_column(trained):

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from explainrec_core import paths
-from explainrec_core.config import Config
+from explainrec_core.config import ABLATION_MODALITY_GROUPS, Config
 from explainrec_core.evaluation.paired import LEVEL, RESAMPLES, Distribution, PairedBootstrap, Scored, mean_std
 from explainrec_core.evaluation.ranking import positive_ranks
 from explainrec_core.io import atomic_path
@@ -45,7 +45,11 @@ VARIANT_METHODS = {"attributed": EXPLAINREC, "no_attribution": ABLATION,  # expl
                    "attributed_item_tokens": CHAMPION}
 # Table II's rows, each compared with the row it differs from in ONE setting (never two at once):
 # (label, method, the method it is compared with, the setting that differs).
+# The ablation runner's variants of the champion (steps/ablation_steps.py): its fusion without one group of vectors.
+CHAMPION_VARIANTS = {f"wo_{group}": f"{CHAMPION}_wo_{group}" for group in ABLATION_MODALITY_GROUPS}
 ABLATIONS = (("ExplainRec: attribution + item tokens (full model)", CHAMPION, None, None),
+             *((f"w/o {group} vectors (item tokens)", method, CHAMPION, f"{group} vectors in the item tokens")
+               for group, method in zip(ABLATION_MODALITY_GROUPS, CHAMPION_VARIANTS.values(), strict=True)),
              ("w/o item tokens (multi-modal)", EXPLAINREC, CHAMPION, "item tokens"),
              ("w/o preference attribution (text prompt)", ABLATION, EXPLAINREC, "attribution in the prompt"),
              ("w/o explanations (TALLRec, text prompt)", LLM, EXPLAINREC, "explanation task and prompt"),
@@ -77,6 +81,7 @@ STEP_FILES = {"rec_evaluation": (paths.REC_SCORES,), "llm_ranking": (paths.LLM_R
               "cross_domain_evaluation": (paths.CROSS_DOMAIN_SCORES,),
               "chatrec_evaluation": (paths.CHATREC_SCORES,),
               "p5_evaluation": (paths.P5_SCORES, paths.P5_RANKING),
+              "champion_ablations": (paths.CHAMPION_ABLATION_SCORES, paths.CHAMPION_ABLATION_RANKING),
               "multitask_evaluation": (paths.MULTITASK_SCORES, paths.MULTITASK_RATINGS)}
 META_METHODS = {"none": "meta_no_adaptation", "first": "meta_maml_first_order", "second": "meta_maml_second_order"}
 
@@ -98,6 +103,7 @@ def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str,
     chatrec = _read_if_any(root, paths.CHATREC_SCORES, skip)
     p5 = _read_if_any(root, paths.P5_SCORES, skip)
     multitask = _read_if_any(root, paths.MULTITASK_SCORES, skip)
+    ablations = _read_if_any(root, paths.CHAMPION_ABLATION_SCORES, skip)
     # the true cold-start sets (whole sets: no LLM scores them yet) where the baselines' scores have them
     curve = [name for name in dict.fromkeys(baselines["set"].to_list()) if name not in SETS]
     frames: dict[str, dict[str, pl.DataFrame]] = {s: {} for s in (*SETS, *curve)}
@@ -115,11 +121,12 @@ def auc_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str,
             frames[name][CHATREC] = chatrec.filter(pl.col("set") == name).select("sample_id", "label", score="p_yes")
         if p5 is not None and llm_set:
             frames[name][P5] = p5.filter(pl.col("set") == name).select("sample_id", "label", score="p_yes")
-        if explain is not None and llm_set:
-            for variant, method in VARIANT_METHODS.items():
-                part = explain.filter((pl.col("variant") == variant) & (pl.col("set") == name))
-                if part.height:
-                    frames[name][method] = part.select("sample_id", "label", score="p_yes")
+        for scores, variants in ((explain, VARIANT_METHODS), (ablations, CHAMPION_VARIANTS)):
+            if scores is not None and llm_set:
+                for variant, method in variants.items():
+                    part = scores.filter((pl.col("variant") == variant) & (pl.col("set") == name))
+                    if part.height:
+                        frames[name][method] = part.select("sample_id", "label", score="p_yes")
         for (method,), part in baselines.filter(pl.col("set") == name).group_by("method", maintain_order=True):
             frames[name][method] = part.select("sample_id", "label", "score", "seed")
         if knowledge is not None and frames[name]:  # scored on whole sets: keep the samples the others scored
@@ -175,10 +182,13 @@ def ndcg_frames(root: Path, not_run: Collection[str] = ()) -> dict[str, dict[str
     if p5 is not None:
         llm_lists[P5] = pl.DataFrame({"sample_id": p5["sample_id"],
                                       "ndcg": _ndcg(positive_ranks(np.array(p5["scores"].to_list())))})
-    explain = _read_if_any(root, paths.EXPLAIN_RANKING, skip)
-    if explain is not None and "sample_id" in explain.columns:  # older files keyed lists by position only
-        for variant, method in VARIANT_METHODS.items():
-            part = explain.filter(pl.col("variant") == variant)
+    for rel, variants in ((paths.EXPLAIN_RANKING, VARIANT_METHODS), (paths.CHAMPION_ABLATION_RANKING,
+                                                                     CHAMPION_VARIANTS)):
+        ranked_variants = _read_if_any(root, rel, skip)
+        if ranked_variants is None or "sample_id" not in ranked_variants.columns:  # older files: lists by position
+            continue
+        for variant, method in variants.items():
+            part = ranked_variants.filter(pl.col("variant") == variant)
             if part.height:
                 llm_lists[method] = pl.DataFrame({"sample_id": part["sample_id"], "ndcg": _ndcg(
                     positive_ranks(np.array(part["scores"].to_list())))})
@@ -276,7 +286,8 @@ def collect_metrics(cfg: Config, root: Path, upstream: dict[str, dict]) -> dict:
         methods[LLM] = llm
     methods |= {**_explain_methods(cfg, upstream), **_item_token_method(cfg, upstream),
                 **_knowledge_base_method(upstream), **_meta_methods(upstream), **_chatrec_method(upstream),
-                **_p5_method(cfg, upstream), **_multitask_method(cfg, upstream)}
+                **_p5_method(cfg, upstream), **_multitask_method(cfg, upstream),
+                **_champion_ablation_methods(cfg, upstream)}
     # sample counts from whichever LLM evaluation ran (all score the same seeded sets)
     counted = evaluation or upstream.get("explain_evaluation", {}).get("attributed", {})
     for method in cfg.baselines.methods:
@@ -414,6 +425,19 @@ def _p5_method(cfg: Config, upstream: dict[str, dict]) -> dict:
     return {P5: entry}
 
 
+def _champion_ablation_methods(cfg: Config, upstream: dict[str, dict]) -> dict:
+    """The ablation runner's variants (Table II rows, Table IV costs): test AUC, ranking on the LLM's lists, cost."""
+    methods = {}
+    for variant, m in upstream.get("champion_ablations", {}).get("variants", {}).items():
+        ranking = m.get("ranking", {})
+        entry = {"test_auc": m["test"]["auc"], "removed_modalities": m.get("removed"),
+                 **{k: ranking.get(k) for k in ("mrr", *(f"{x}@{k}" for x in ("hit", "ndcg") for k in KS))},
+                 "train_seconds": m.get("train_seconds"), "peak_memory_mb": m.get("peak_memory_mb"),
+                 "inference_ms_per_sample": 1e3 / m["scoring_samples_per_s"], "seeds": [cfg.llm_training.seed]}
+        methods[CHAMPION_VARIANTS[variant]] = entry
+    return methods
+
+
 def _cross_domain_full(upstream: dict[str, dict]) -> dict:
     """method -> AUC on the whole held-out domain (the LLM: on the samples it scored), from cross_domain_evaluation."""
     m = upstream.get("cross_domain_evaluation", {})
@@ -542,7 +566,8 @@ def _tables(metrics: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     cross_only = {m for m, v in methods.items()  # trained on the source domain: scored on the held-out domain alone
                   if set(v.get("sets", {})) <= {CROSS_DOMAIN} and v.get("cross_domain_auc_full") is not None
                   and not any(k.endswith("_auc") for k in v)}
-    listed = {m: v for m, v in methods.items() if m not in curve_only | cross_only}
+    # the ablation runner's variants are Table II (and Table IV) rows, not methods of Table I / III
+    listed = {m: v for m, v in methods.items() if m not in curve_only | cross_only | set(CHAMPION_VARIANTS.values())}
 
     main = [[m, _ci(on(v, "sets", "test"), "auc"), _delta(on(v, "sets", "test"), "auc"),
              _fmt(v.get("test_auc_full")), *(_fmt(v.get(f"{x}@{k}")) for x in ("hit", "ndcg") for k in KS),
@@ -676,7 +701,8 @@ def _figures(root: Path, metrics: dict) -> list[Path]:
     intervals: dict[str, dict] = {name: {} for name in SETS}
     for method, v in metrics["methods"].items():
         for name, f in v.get("sets", {}).items():
-            if name in intervals and f["auc"] is not None and f["auc_ci95"][0] is not None:
+            if (name in intervals and method not in CHAMPION_VARIANTS.values() and f["auc"] is not None
+                    and f["auc_ci95"][0] is not None):
                 intervals[name][method] = (f["auc"], *f["auc_ci95"])
     highlight = next((m for m in (CHAMPION, LLM) if m in curves), None)
     figures = [plot_roc(curves, root / paths.FIGURES / "roc_test.png", highlight=highlight),

@@ -109,8 +109,10 @@ def _text_variant(cfg: Config, root: Path, name: str, model, tokenizer, answer_i
         rank=lambda: _rank(root, cfg, model, tokenizer, answer_ids, builder, name == "attributed"))
 
 
-def item_token_variant(cfg: Config, root: Path, builder: ContextBuilder) -> Variant:
-    info, model, tokenizer, slot_id = load_item_token_model(cfg, root, paths.EXPLAIN_ITEM_TOKEN_ADAPTER)
+def item_token_variant(cfg: Config, root: Path, builder: ContextBuilder,
+                       adapter: str = paths.EXPLAIN_ITEM_TOKEN_ADAPTER, name: str = ITEM_TOKEN_VARIANT) -> Variant:
+    """The champion (or, for the ablation runner, a variant of it saved in `adapter` and trained under `cfg`)."""
+    info, model, tokenizer, slot_id = load_item_token_model(cfg, root, adapter)
     answer_ids = info["answer_token_ids"]
     batch, max_new = cfg.evaluation.batch_size, cfg.attribution.max_new_tokens
 
@@ -124,7 +126,7 @@ def item_token_variant(cfg: Config, root: Path, builder: ContextBuilder) -> Vari
         return explain_after_answer(model.llm, tokenizer, prompts, p_yes, max_new, batch, on_batch=advance,
                                     embed=scoring_embedder(model, requests))
 
-    return Variant(ITEM_TOKEN_VARIANT, EVAL_SETS, score, explain,
+    return Variant(name, EVAL_SETS, score, explain,
                    rank=lambda: _rank_item_tokens(root, cfg, model, tokenizer, answer_ids, builder))
 
 

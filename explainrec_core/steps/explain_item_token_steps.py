@@ -56,7 +56,18 @@ def slotted_explain_prompts(cfg: Config, root: Path, rows: pl.DataFrame, builder
     return prompts, requests
 
 
+CHAMPION_DESCRIPTION = ("The champion: the attributed adapter (frozen) with item tokens after each title and a user "
+                        "token (fusion trained with the answer + explanation loss, CoLLM step 2).")
+
+
 def run_explain_item_token_adapter(cfg: Config, root: Path) -> dict:
+    return train_champion_fusion(cfg, root, "explain_item_token_adapter", paths.EXPLAIN_ITEM_TOKEN_ADAPTER,
+                                 CHAMPION_DESCRIPTION)
+
+
+def train_champion_fusion(cfg: Config, root: Path, name: str, target: str, description: str) -> dict:
+    """The champion's step 2 under `cfg`, saved to `target`: the ablation runner (ablation_steps.py) calls it with
+    the same settings but fewer modalities, so its variants differ from the champion in that alone."""
     info, base, tokenizer = load_base(root)
     answer_ids = info["answer_token_ids"]
     slot_id = add_slot_token(tokenizer)
@@ -89,14 +100,12 @@ def run_explain_item_token_adapter(cfg: Config, root: Path) -> dict:
         return 0.5 if value is None else value
 
     weights = cfg.attribution.loss
-    ckpt = _checkpoint_dir(root, "explain_item_token_adapter", info, train_cfg, cfg.multimodal, weights,
+    ckpt = _checkpoint_dir(root, name, info, train_cfg, cfg.multimodal, weights,
                            _sha256(root / paths.EXPLAIN_PROMPTS),
                            _sha256(root / paths.EXPLAIN_ADAPTER / adapters.WEIGHTS), model.fusion.spec.features_sha256)
-    result = _fit("explain_item_token_adapter", model, tokenizer, examples, train_cfg, ckpt, evaluate=evaluate,
+    result = _fit(name, model, tokenizer, examples, train_cfg, ckpt, evaluate=evaluate,
                   loss_fn=item_token_joint_loss(weights.classification, weights.explanation))
-    card = {"name": "explain_item_token_adapter",
-            "description": "The champion: the attributed adapter (frozen) with item tokens after each title and a "
-                           "user token (fusion trained with the answer + explanation loss, CoLLM step 2).",
+    card = {"name": name, "description": description,
             "base_model": info["source"], "base_model_source": info, "prompt_column": "prompt",
             "data": {"file": paths.EXPLAIN_PROMPTS, "sha256": _sha256(root / paths.EXPLAIN_PROMPTS),
                      "train_examples": len(examples), "valid_samples": valid_rows.height,
@@ -107,7 +116,7 @@ def run_explain_item_token_adapter(cfg: Config, root: Path) -> dict:
             "loss_weights": {"classification": weights.classification, "explanation": weights.explanation},
             "metrics": {"best_valid_auc": result.best_metric, "best_step": result.best_step,
                         "valid_auc_by_step": result.evals}}
-    summary = _finish("explain_item_token_adapter", paths.EXPLAIN_ITEM_TOKEN_ADAPTER, llm, result, card, root, ckpt,
+    summary = _finish(name, target, llm, result, card, root, ckpt,
                       base, extras=lambda staging: save_fusion(model.fusion, staging))
     return {**summary, "examples": len(examples), "skipped_longer_than_cutoff": skipped,
             "valid_auc": result.best_metric, "modalities": model.bank.modalities, "modalities_off": model.bank.off}
