@@ -623,6 +623,11 @@ class MultimodalConfig:
     the AUC of the validation set's liked targets against unseen_negatives items each that the user never rated
     (as the test lists' negatives), i.e. the ranking lists' question (is this liked item above an unrated one?)
     asked pointwise."""
+    ranking_loss: str = "pointwise"
+    """training_protocol ranking only. pointwise: each prompt's answer loss | pairwise: that + BPR on the scorer's
+    Yes-No margin of each liked target against its unseen_negatives, asked with the same shown history
+    (features/item_token_model.item_token_pairwise_loss): the lists compare one user's candidates, which a
+    pointwise loss never does directly. An example is then a liked target with its negatives (fewer, bigger steps)."""
     user_token: bool = True
     """Also place a user token (the user's vector: the mean CF vector of the liked items shown) in the prompt."""
     schedule: str = "joint"
@@ -651,6 +656,11 @@ class MultimodalConfig:
         if self.training_protocol == "ranking" and self.unseen_negatives < 1:
             raise ConfigError("multimodal.training_protocol: ranking trains on liked targets against unrated items: "
                               f"multimodal.unseen_negatives must be >= 1, got {self.unseen_negatives}")
+        if self.ranking_loss not in ("pointwise", "pairwise"):
+            raise ConfigError(f"multimodal.ranking_loss: pointwise or pairwise, got {self.ranking_loss!r}")
+        if self.ranking_loss == "pairwise" and self.training_protocol != "ranking":
+            raise ConfigError("multimodal.ranking_loss: pairwise compares liked targets with unrated items: it needs "
+                              f"multimodal.training_protocol: ranking, got {self.training_protocol!r}")
         if self.fusion_dim < 1 or self.max_attribute_values < 1 or self.fusion_lr <= 0 or self.fusion_epochs < 1:
             raise ConfigError("multimodal: fusion_dim, max_attribute_values, fusion_lr and fusion_epochs must be "
                               f"positive, got {self.fusion_dim}, {self.max_attribute_values}, {self.fusion_lr}, "

@@ -228,3 +228,45 @@ def test_fusion_round_trip_and_refusals(tmp_path, item_token_model):
     (tmp_path / "fusion.safetensors").write_bytes(b"garbage")
     with pytest.raises(FusionError, match="unreadable"):
         load_fusion(tmp_path)
+
+
+def test_pairwise_ranking_loss_is_the_pointwise_loss_plus_bpr_on_the_yes_no_margin():
+    """item_token_pairwise_loss on fixed logits: pointwise CE of every prompt + -log sigmoid(m_liked - m_unrated),
+    m = logit(Yes) - logit(No) at the answer position; its gradient raises the liked target's margin and lowers the
+    unrated item's; an example without negatives gets the pointwise loss alone."""
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    from explainrec_core.features.item_token_model import SlotExample, item_token_pairwise_loss
+
+    yes, no, vocab = 3, 4, 6
+    # prompt [1, 2] then the answer and a period: labels on the response only
+    liked = SlotExample([1, 2, yes, 5], [-100, -100, yes, 5], request=None)
+    unrated = SlotExample([1, 2, 0, no, 5], [-100, -100, -100, no, 5], request=None)  # one token longer: padded
+    pair = SlotExample(liked.input_ids, liked.labels, request=None, extra=(unrated,))
+    logits = torch.randn(2, 5, vocab, generator=torch.Generator().manual_seed(0)).requires_grad_()
+
+    def fake_model(input_ids, requests, attention_mask):
+        assert input_ids.shape == (2, 5) and requests == [None, None]
+        return SimpleNamespace(logits=logits)
+
+    loss = item_token_pairwise_loss(yes, no)(fake_model, [pair], pad_token_id=0, device="cpu")
+    labels = torch.tensor([[-100, -100, yes, 5, -100], [-100, -100, -100, no, 5]])
+    pointwise = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100)
+    m_liked = logits[0, 1, yes] - logits[0, 1, no]  # the answer of row 0 sits at 2: read at 1
+    m_unrated = logits[1, 2, yes] - logits[1, 2, no]
+    expected = pointwise - F.logsigmoid(m_liked - m_unrated)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    bpr_only = logits.grad.clone()
+    logits.grad = None
+    pointwise.backward()
+    bpr_only -= logits.grad
+    assert bpr_only[0, 1, yes] < 0 < bpr_only[0, 1, no]  # descent raises the liked target's margin
+    assert bpr_only[1, 2, yes] > 0 > bpr_only[1, 2, no]  # ... and lowers the unrated item's
+    logits.grad = None
+    alone = item_token_pairwise_loss(yes, no)(lambda ids, req, attention_mask: SimpleNamespace(logits=logits[:1, :4]),
+                                              [liked], pad_token_id=0, device="cpu")
+    assert alone.item() == pytest.approx(F.cross_entropy(logits[0, :3], torch.tensor([-100, yes, 5]),
+                                                         ignore_index=-100).item(), rel=1e-6)

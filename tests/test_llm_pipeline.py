@@ -468,6 +468,14 @@ def test_item_tokens_ranking_protocol_trains_and_selects_on_liked_vs_unrated(tra
     users = valid.filter(pl.col("label") == 1)["user_id"].to_list()
     pairs = set(zip(rated["user_id"].to_list(), rated["item_id"].to_list(), strict=True))
     assert len(drawn) == len(users) and not any((u, i) in pairs for u, i in zip(users, drawn, strict=True))
+    # the pairwise loss: each liked target is one example carrying its unrated item (same validation)
+    with pytest.raises(ConfigError, match="pairwise .* needs multimodal.training_protocol: ranking"):
+        dataclasses.replace(cfg.multimodal, training_protocol="auc", ranking_loss="pairwise")
+    cfg = dataclasses.replace(cfg, multimodal=dataclasses.replace(cfg.multimodal, ranking_loss="pairwise"))
+    paired = run_step("item_token_adapter", cfg, copy)
+    assert paired["ranking_loss"] == "pairwise" and paired["examples"] == liked["train"]
+    assert paired["unseen_negatives"] == stats["unseen_negatives"] and paired["valid_samples"] == 2 * liked["valid"]
+    assert paired["steps"] == -(-liked["train"] // 4)  # batch 4: half the pointwise run's examples
 
 
 def _ranking_reads_the_users_knowledge(cfg, root):

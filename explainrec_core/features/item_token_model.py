@@ -79,6 +79,37 @@ def item_token_loss(model, examples: Sequence[SlotExample], pad_token_id: int, d
                  labels=batch["labels"]).loss
 
 
+def item_token_pairwise_loss(yes_id: int, no_id: int):
+    """The ranking protocol's pairwise `loss_fn` (multimodal.ranking_loss: pairwise): each example is a liked
+    target whose `extra` holds its unrated items asked about with the same shown history. Loss = the pointwise
+    answer loss of every prompt (as item_token_loss) + BPR on the scorer's margin, -log sigmoid(m_liked - m_unrated)
+    with m = logit(Yes) - logit(No) at the answer position (P(Yes) = sigmoid(m) is what scoring reads): the lists
+    rank one user's candidates against each other, which a pointwise loss never compares directly."""
+    def loss_fn(model, examples: Sequence[SlotExample], pad_token_id: int, device, step: int = 0) -> torch.Tensor:
+        flat, pairs = [], []
+        for ex in examples:
+            flat.append(ex)
+            liked = len(flat) - 1
+            for negative in ex.extra:
+                pairs.append((liked, len(flat)))
+                flat.append(negative)
+        batch = collate(flat, pad_token_id, device)
+        logits = model(batch["input_ids"], [ex.request for ex in flat],
+                       attention_mask=batch["attention_mask"]).logits.float()
+        labels = batch["labels"]
+        pointwise = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100)
+        if not pairs:
+            return pointwise
+        answer_pos = (labels != -100).int().argmax(1)  # the first response token: the answer
+        rows = torch.arange(len(flat), device=device)
+        at_answer = logits[rows, answer_pos - 1]
+        margin = at_answer[:, yes_id] - at_answer[:, no_id]
+        liked, unrated = (torch.tensor(side, device=device) for side in zip(*pairs, strict=True))
+        return pointwise - F.logsigmoid(margin[liked] - margin[unrated]).mean()
+
+    return loss_fn
+
+
 def item_token_joint_loss(classification: float, explanation: float):
     """The attributed model's `loss_fn` with item tokens: `classification` * the answer's full-vocabulary CE +
     `explanation` * the reference explanation's mean token CE (eq. 3's first two terms, as training/joint_loss.py),

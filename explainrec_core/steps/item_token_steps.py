@@ -45,6 +45,7 @@ from explainrec_core.features.item_token_model import (
     ItemTokenLM,
     SlotExample,
     item_token_loss,
+    item_token_pairwise_loss,
     score_slotted_candidates,
     scoring_embedder,
     token_embedding_norm,
@@ -111,6 +112,12 @@ def unseen_negative_prompts(cfg: Config, root: Path, rows: pl.DataFrame,
     in the training period (`any_time`: ever, as the test lists' negatives; for validation rows, whose user may
     rate items after the training period), in the target's place of that sample's prompt (the same shown
     history)."""
+    return [(prompt, request) for _, prompt, request in unseen_negatives_by_sample(cfg, root, rows, any_time)]
+
+
+def unseen_negatives_by_sample(cfg: Config, root: Path, rows: pl.DataFrame,
+                               any_time: bool = False) -> list[tuple[int, str, SlotRequest]]:
+    """unseen_negative_prompts with the sample each negative belongs to: (sample_id, prompt, request)."""
     samples = read_processed(cfg, root, "samples")
     items = read_processed(cfg, root, "items")
     interactions = read_processed(cfg, root, "interactions")
@@ -127,8 +134,9 @@ def unseen_negative_prompts(cfg: Config, root: Path, rows: pl.DataFrame,
         start = r["n_history_dropped"]
         history = [(titles[i], rating, i) for i, rating in zip(r["history_item_ids"][start:],
                                                                 r["history_ratings"][start:], strict=True)]
-        out.append(slotted_rec_prompt(history, (titles[r["item_id"]], r["item_id"]), cfg.samples.like_threshold,
-                                      cfg.multimodal.user_token, user=r["user_id"]))
+        out.append((r["sample_id"], *slotted_rec_prompt(history, (titles[r["item_id"]], r["item_id"]),
+                                                        cfg.samples.like_threshold, cfg.multimodal.user_token,
+                                                        user=r["user_id"])))
     return out
 
 
@@ -219,18 +227,25 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
     for prompt, response, request in zip(train_prompts, train_rows["response"], train_requests, strict=True):
         ex = encode(tokenizer, prompt, response)
         examples.append(SlotExample(ex.input_ids, ex.labels, request=request))
+    pairwise = cfg.multimodal.ranking_loss == "pairwise"
+    by_sample = {s: i for i, s in enumerate(train_rows["sample_id"])}  # pairwise: negatives ride on their target
     # two_step trains the fusion alone, at its rate; joint keeps llm_training.lr for the LoRA
     train_cfg = dataclasses.replace(cfg.llm_training, lr=cfg.llm_training.lr if joint else cfg.multimodal.fusion_lr,
                                     epochs=cfg.multimodal.fusion_epochs,
                                     cutoff=cfg.llm_training.cutoff + slot_budget(cfg.samples.history_len))
     negatives = {"added": 0, "skipped_too_long": 0}
     if cfg.multimodal.unseen_negatives:
-        for prompt, request in unseen_negative_prompts(cfg, root, train_rows):
+        for sample_id, prompt, request in unseen_negatives_by_sample(cfg, root, train_rows):
             ex = encode(tokenizer, prompt, rec_response(0))
             if len(ex.input_ids) > train_cfg.cutoff:  # a longer title than the positive's: never train on a cut
                 negatives["skipped_too_long"] += 1
                 continue
-            examples.append(SlotExample(ex.input_ids, ex.labels, request=request))
+            negative = SlotExample(ex.input_ids, ex.labels, request=request)
+            if pairwise:
+                target = examples[by_sample[sample_id]]
+                examples[by_sample[sample_id]] = dataclasses.replace(target, extra=(*target.extra, negative))
+            else:
+                examples.append(negative)
             negatives["added"] += 1
     valid_prompts, valid_requests = slotted_prompts(cfg, root, valid_rows)
     valid_labels = valid_rows["label"].to_list()
@@ -248,8 +263,9 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
     ckpt = _checkpoint_dir(root, "item_token_adapter", info, train_cfg, cfg.multimodal,
                            _sha256(root / paths.REC_PROMPTS), _sha256(lora_source / adapters.WEIGHTS),
                            spec.features_sha256)
+    answer = info["answer_token_ids"]
     result = _fit("item_token_adapter", model, tokenizer, examples, train_cfg, ckpt, evaluate=evaluate,
-                  loss_fn=item_token_loss,
+                  loss_fn=item_token_pairwise_loss(answer["Yes"], answer["No"]) if pairwise else item_token_loss,
                   lr_by_prefix={"fusion.": cfg.multimodal.fusion_lr} if joint else None)
     card = {"name": "item_token_adapter",
             "description": ("The TALLRec recipe with item tokens: LoRA (from the stage-1 adapter) and fusion trained "
@@ -271,7 +287,8 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
     summary = _finish("item_token_adapter", paths.ITEM_TOKEN_ADAPTER, llm, result, card, root, ckpt, base,
                       extras=lambda staging: save_fusion(model.fusion, staging))
     return {**summary, "examples": len(examples), "unseen_negatives": negatives, "valid_auc": result.best_metric,
-            "training_protocol": cfg.multimodal.training_protocol, "valid_samples": len(valid_labels),
+            "training_protocol": cfg.multimodal.training_protocol, "ranking_loss": cfg.multimodal.ranking_loss,
+            "valid_samples": len(valid_labels),
             "modalities": bank.modalities,
             "modalities_off": bank.off, "fusion_parameters": sum(p.numel() for p in model.fusion.parameters())}
 
