@@ -31,8 +31,8 @@ EXPLAIN_STEPS = ("preference_attributions", "explain_prompts", "explain_adapter"
 ITEM_TOKEN_STEPS = ("item_features", "item_token_adapter", "item_token_evaluation")
 CROSS_DOMAIN_STEPS = ("cross_domain_sets", "cross_domain_prompts", "cross_domain_adapter", "cross_domain_evaluation")
 EVAL_STEPS = ("ranking_candidates", "item_attributes", "item_features", "baselines", "llm_ranking", *EXPLAIN_STEPS,
-              "explain_evaluation", "champion_ablations", *ITEM_TOKEN_STEPS[1:], *CROSS_DOMAIN_STEPS, "chatrec_evaluation",
-              "rating_evaluation", "multitask_adapter", "multitask_evaluation", "p5_adapter", "p5_evaluation",
+              "explain_evaluation", "champion_ablations", *ITEM_TOKEN_STEPS[1:], *CROSS_DOMAIN_STEPS,
+              "chatrec_evaluation", "rating_evaluation", "multitask_adapter", "multitask_evaluation", "p5_adapter", "p5_evaluation",
               "evaluation_report")
 CROSS_DOMAIN_METHODS = {"tallrec_lora_cross_domain", "knowledge_base_cross_domain"}
 CHAMPION_VARIANTS = {f"explainrec_item_tokens_wo_{g}" for g in ("collaborative", "text", "attributes")}
