@@ -7,7 +7,7 @@ SKIPS=""
 for s in preference_knowledge_base ranking_candidates rating_evaluation preference_attributions explain_prompts \
          cross_domain_prompts chatrec_evaluation cross_domain_sets rec_evaluation multitask_adapter \
          multitask_evaluation llm_ranking validate_explain_prompts validate_item_attributes explain_adapter \
-         explain_adapter_ablation baselines meta_adaptation p5_adapter p5_evaluation ${EXTRA_SKIPS:-}; do SKIPS="$SKIPS --skip $s"; done
+         explain_adapter_ablation baselines meta_adaptation p5_adapter p5_evaluation champion_ablations ${EXTRA_SKIPS:-}; do SKIPS="$SKIPS --skip $s"; done
 for name in "$@"; do
   params=runs/lr_sweep/$name.yaml; root=runs/lr_sweep/$name
   [ -d "$root" ] || cp -r "runs/lr_sweep/${SRC:-lr1e-4}" "$root"   # SRC: the arm whose rec_adapter it starts from

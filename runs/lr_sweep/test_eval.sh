@@ -10,5 +10,5 @@ for s in preference_knowledge_base rating_evaluation preference_attributions exp
          chatrec_evaluation cross_domain_sets multitask_adapter multitask_evaluation llm_ranking \
          validate_explain_prompts explain_adapter explain_adapter_ablation meta_adaptation \
          explain_item_token_adapter explain_evaluation validate_preference_knowledge_base \
-         validate_cross_domain_sets cross_domain_adapter cross_domain_evaluation p5_adapter p5_evaluation ${EXTRA_SKIPS:-}; do SKIPS="$SKIPS --skip $s"; done
+         validate_cross_domain_sets cross_domain_adapter cross_domain_evaluation p5_adapter p5_evaluation champion_ablations ${EXTRA_SKIPS:-}; do SKIPS="$SKIPS --skip $s"; done
 explainrec run all --params "$params" --root "$root" --until evaluation_report $SKIPS
