@@ -41,7 +41,8 @@ CHAMPION_VARIANTS = {f"explainrec_item_tokens_wo_{g}" for g in ("collaborative",
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, ml100k_raw, tiny_llm_dir):
     root = tmp_path_factory.mktemp("llm_project")
-    write_params(root, data={"raw_dir": str(ml100k_raw)}, **fast_llm_params(tiny_llm_dir))
+    write_params(root, data={"raw_dir": str(ml100k_raw)}, **fast_llm_params(tiny_llm_dir),
+                 ablations={"modality_groups": ["collaborative", "text", "attributes"]})  # the demo runs one
     cfg = load_config(root / "params.yaml")
     stats = {step: run_step(step, cfg, root)
              for step in ("ingest", "samples", "cold_start_sets", *LLM_STEPS, *EVAL_STEPS)}
