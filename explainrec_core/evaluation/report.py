@@ -59,6 +59,7 @@ LISTS = ("llm_lists", "all_lists")  # the LLM's candidate lists; every list the 
 EXAMPLES = 6  # generated explanations shown in the report
 KS = (5, 10, 20)
 NDCG_K = 10
+RANKING_KEYS = ("mrr", *(f"{x}@{k}" for x in ("hit", "ndcg") for k in KS))  # an LLM ranker's list metrics
 BOOTSTRAP_SEED = 0
 
 
@@ -366,7 +367,7 @@ def _item_token_method(cfg: Config, upstream: dict[str, dict]) -> dict:
     if not m:
         return {}
     entry = {f"{name}_auc": m[name]["auc"] for name in SETS if name in m}
-    entry.update({k: m.get("ranking", {}).get(k) for k in ("mrr", *(f"{x}@{k}" for x in ("hit", "ndcg") for k in KS))})
+    entry.update({k: m.get("ranking", {}).get(k) for k in RANKING_KEYS})
     coverage = {k: v.get("coverage") for k, v in upstream.get("item_features", {}).items() if isinstance(v, dict)}
     entry.update({"modality_weights": m.get("modality_weights"), "modalities": train.get("modalities"),
                   "modality_coverage": coverage,
@@ -418,7 +419,7 @@ def _p5_method(cfg: Config, upstream: dict[str, dict]) -> dict:
     if not m:
         return {}
     entry = {f"{name}_auc": m[name]["auc"] for name in SETS if name in m}
-    entry.update({k: m.get("ranking", {}).get(k) for k in ("mrr", *(f"{x}@{k}" for x in ("hit", "ndcg") for k in KS))})
+    entry.update({k: m.get("ranking", {}).get(k) for k in RANKING_KEYS})
     entry.update({"train_seconds": train.get("train_seconds"), "peak_memory_mb": train.get("peak_memory_mb"),
                   "inference_ms_per_sample": 1e3 / m["scoring"]["samples_per_s"],
                   "examples_per_family": train.get("examples_per_family"), "seeds": [cfg.llm_training.seed]})
@@ -431,7 +432,7 @@ def _champion_ablation_methods(cfg: Config, upstream: dict[str, dict]) -> dict:
     for variant, m in upstream.get("champion_ablations", {}).get("variants", {}).items():
         ranking = m.get("ranking", {})
         entry = {"test_auc": m["test"]["auc"], "removed_modalities": m.get("removed"),
-                 **{k: ranking.get(k) for k in ("mrr", *(f"{x}@{k}" for x in ("hit", "ndcg") for k in KS))},
+                 **{k: ranking.get(k) for k in RANKING_KEYS},
                  "train_seconds": m.get("train_seconds"), "peak_memory_mb": m.get("peak_memory_mb"),
                  "inference_ms_per_sample": 1e3 / m["scoring_samples_per_s"], "seeds": [cfg.llm_training.seed]}
         methods[CHAMPION_VARIANTS[variant]] = entry
@@ -501,7 +502,7 @@ def _explain_methods(cfg: Config, upstream: dict[str, dict]) -> dict:
         if not m:
             continue
         entry = {f"{name}_auc": m[name]["auc"] for name in SETS if name in m}
-        entry.update({k: m["ranking"].get(k) for k in ("mrr", *(f"{x}@{k}" for x in ("hit", "ndcg") for k in KS))})
+        entry.update({k: m["ranking"].get(k) for k in RANKING_KEYS})
         # every explanation metric the step reports (faithfulness splits, stance, ...), under its own name
         entry.update({k: v for k, v in m["explanations"].items() if k != "n"})
         entry.update({"explanations_n": m["explanations"].get("n"), "train_seconds": train.get("train_seconds"),
