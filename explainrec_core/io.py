@@ -7,6 +7,7 @@ POSIX), so readers see either the previous version or the new one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -33,6 +34,15 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | Path) -> str:
+    """A file's SHA-256, read in blocks (adapters and tables can be larger than memory is worth spending)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def is_main_process() -> bool:

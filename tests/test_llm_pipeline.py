@@ -32,8 +32,8 @@ ITEM_TOKEN_STEPS = ("item_features", "item_token_adapter", "item_token_evaluatio
 CROSS_DOMAIN_STEPS = ("cross_domain_sets", "cross_domain_prompts", "cross_domain_adapter", "cross_domain_evaluation")
 EVAL_STEPS = ("ranking_candidates", "item_attributes", "item_features", "baselines", "llm_ranking", *EXPLAIN_STEPS,
               "explain_evaluation", "champion_ablations", *ITEM_TOKEN_STEPS[1:], *CROSS_DOMAIN_STEPS,
-              "chatrec_evaluation", "rating_evaluation", "multitask_adapter", "multitask_evaluation", "p5_adapter", "p5_evaluation",
-              "evaluation_report")
+              "chatrec_evaluation", "rating_evaluation", "multitask_adapter", "multitask_evaluation", "p5_adapter",
+              "p5_evaluation", "evaluation_report")
 CROSS_DOMAIN_METHODS = {"tallrec_lora_cross_domain", "knowledge_base_cross_domain"}
 CHAMPION_VARIANTS = {f"explainrec_item_tokens_wo_{g}" for g in ("collaborative", "text", "attributes")}
 
@@ -598,6 +598,63 @@ def test_ablation_runner_retrains_the_champion_without_one_group_of_vectors_at_a
     assert pl.read_parquet(copy / paths.CHAMPION_ABLATION_SCORES).height == 0
     with pytest.raises(ConfigError, match="unknown \\['sound'\\]"):
         dataclasses.replace(cfg.ablations, modality_groups=("sound",))
+
+
+def test_explain_evaluation_resumes_after_the_variants_it_finished(trained, tmp_path, monkeypatch):
+    """explain_evaluation (~1 hour at paper size) keeps each finished variant: after an interruption a rerun
+    evaluates only the rest and writes the same outputs as an uninterrupted run; a changed setting redoes them all,
+    and a finished step leaves no parts behind."""
+    import dataclasses
+
+    from explainrec_core.steps import explain_evaluation_steps as step
+
+    class Interrupted(Exception):
+        pass
+
+    def untimed(metrics: dict) -> dict:  # the metrics without the scoring speed (a timing, different every run)
+        return json.loads(json.dumps({name: {k: v for k, v in m.items() if k != "scoring_samples_per_s"}
+                                      if isinstance(m, dict) else m for name, m in metrics.items()}))
+
+    root, stats = trained
+    copy = tmp_path / "project"
+    shutil.copytree(root, copy)
+    cfg = load_config(copy / "params.yaml")
+    evaluated, real = [], step._evaluate
+
+    def interrupted(variant, *args):
+        if evaluated:  # the second variant: the process dies here
+            raise Interrupted
+        evaluated.append(variant.name)
+        return real(variant, *args)
+
+    monkeypatch.setattr(step, "_evaluate", interrupted)
+    with pytest.raises(Interrupted):
+        run_step("explain_evaluation", cfg, copy)
+    parts = copy / paths.CHECKPOINTS / "explain_evaluation"
+    assert [p.name for p in parts.iterdir()] == ["attributed"]
+
+    def counting(variant, *args):
+        evaluated.append(variant.name)
+        return real(variant, *args)
+
+    monkeypatch.setattr(step, "_evaluate", counting)
+    again = run_step("explain_evaluation", cfg, copy)
+    assert evaluated == ["attributed", "no_attribution", "attributed_item_tokens"]  # the first one once only
+    assert untimed(again) == untimed(stats["explain_evaluation"])
+    for table in (paths.EXPLAIN_SCORES, paths.EXPLANATIONS, paths.EXPLAIN_RANKING):
+        assert pl.read_parquet(copy / table).equals(pl.read_parquet(root / table)), table
+    assert not parts.exists()
+
+    # a finished part is reused only under the same settings and inputs
+    monkeypatch.setattr(step, "_evaluate", interrupted)
+    evaluated.clear()
+    with pytest.raises(Interrupted):
+        run_step("explain_evaluation", cfg, copy)
+    evaluated.clear()
+    monkeypatch.setattr(step, "_evaluate", counting)
+    changed = dataclasses.replace(cfg, attribution=dataclasses.replace(cfg.attribution, max_new_tokens=4))
+    run_step("explain_evaluation", changed, copy)
+    assert evaluated == ["attributed", "no_attribution", "attributed_item_tokens"]
 
 
 def test_cross_domain_column(trained):

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from explainrec_core.config import Config
 from explainrec_core.continuous.registry import Registry, RegistryError
 from explainrec_core.data import incoming
 from explainrec_core.errors import QualityGateError, RetrainError
-from explainrec_core.io import atomic_path, write_json
+from explainrec_core.io import atomic_path, sha256_file, write_json
 
 REBUILD = ("ingest", "samples", "cold_start_sets", "item_attributes", "preference_attributions",
            "preference_knowledge_base", "item_features")
@@ -41,9 +40,6 @@ REBUILD = ("ingest", "samples", "cold_start_sets", "item_attributes", "preferenc
 GATES_AFTER = {"cold_start_sets": "validate", "item_features": "validate_item_features"}
 KEY = ["user_id", "item_id", "timestamp"]
 
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def accepted_files(cfg: Config, root: Path) -> list[str]:
@@ -68,7 +64,7 @@ def champion_record(cfg: Config, root: Path, registry: Registry, params_sha: str
     if not features.is_file():
         features = paths.resolve(paths.ITEM_FEATURES, cfg, root)
     return registry.register(served, features, role="champion",
-                             data_sha256=_sha256(paths.resolve(paths.processed("interactions"), cfg, root)),
+                             data_sha256=sha256_file(paths.resolve(paths.processed("interactions"), cfg, root)),
                              accepted_files=accepted_files(cfg, root), git_commit=_git_commit(root),
                              params_sha256=params_sha, decision="initial",
                              reason="the pipeline's champion (explain_item_token_adapter)")
@@ -148,7 +144,7 @@ def retrain(cfg: Config, root: Path, params_sha256: str = "", log=print) -> dict
                   + "; " + reason)
     record = registry.register(
         challenger_dir, paths.resolve(paths.ITEM_FEATURES, cfg, root), role="challenger",
-        data_sha256=_sha256(paths.resolve(paths.processed("interactions"), cfg, root)),
+        data_sha256=sha256_file(paths.resolve(paths.processed("interactions"), cfg, root)),
         accepted_files=accepted_files(cfg, root), git_commit=_git_commit(root), params_sha256=params_sha256,
         parent=champion.id, metrics=metrics, decision="promoted" if promote else "not promoted", reason=reason)
     if promote:

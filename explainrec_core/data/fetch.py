@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 from explainrec_core.errors import DataError
-from explainrec_core.io import write_bytes
+from explainrec_core.io import sha256_file, write_bytes
 
 RECBOLE_WHEEL = "recbole==1.2.1"
 _MEMBER_DIR = "recbole/dataset_example/ml-100k/"
@@ -35,14 +35,11 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("EXPLAINREC_CACHE", Path.home() / ".cache" / "explainrec"))
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 def is_fetched(out_dir: Path, dataset: str = "ml-100k") -> bool:
     """True when every file is present with its pinned digest (so a fetch would change nothing)."""
     files = DATASETS[dataset]
-    return all((out_dir / name).is_file() and _sha256(out_dir / name) == digest for name, digest in files.items())
+    return all((out_dir / name).is_file() and sha256_file(out_dir / name) == digest for name, digest in files.items())
 
 
 def download_wheel(requirement: str, cache_dir: Path) -> Path:

@@ -26,7 +26,6 @@ rerun redoes the file (its accepted file is rewritten with the same rows); after
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from explainrec_core.data import incoming_amazon
 from explainrec_core.data import rawcheck as rc
 from explainrec_core.data.movielens import ML100K_RATING_RANGE, finish_interactions, read_ratings_csv
 from explainrec_core.errors import ConfigError, DataError
-from explainrec_core.io import atomic_path, write_json, write_parquet
+from explainrec_core.io import atomic_path, sha256_file, write_json, write_parquet
 
 KEY = ("user_id", "item_id", "timestamp")
 COLUMNS = ("user_id", "item_id", "rating", "timestamp")
@@ -64,10 +63,6 @@ class FileResult:
             return f"{self.name}: already processed (same content), skipped"
         return (f"{self.name}: appended {self.appended} rating(s), skipped {self.duplicates} duplicate(s), "
                 f"{self.new_users} new user(s)")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_ledger(folder: Path) -> dict:
@@ -134,7 +129,7 @@ def process_incoming(folder: Path, fmt: str, interactions: pl.DataFrame, items: 
     reviewers get ids after the known ones."""
     results = []
     for path in pending(folder):
-        digest, ledger = sha256(path), read_ledger(folder)
+        digest, ledger = sha256_file(path), read_ledger(folder)
         if digest in ledger:
             _move(path, folder / PROCESSED)
             results.append(FileResult(path.name, "seen before"))

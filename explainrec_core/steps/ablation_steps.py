@@ -24,7 +24,6 @@ with the same fingerprint reuses them, and an interrupted training resumes from 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import time
@@ -42,7 +41,7 @@ from explainrec_core.progress import progress_bar
 from explainrec_core.steps.explain_evaluation_steps import item_token_variant
 from explainrec_core.steps.explain_item_token_steps import train_champion_fusion
 from explainrec_core.steps.explain_steps import context_builder
-from explainrec_core.steps.llm_steps import _sha256
+from explainrec_core.steps.partial_results import fingerprint
 
 RESULTS = "ablation_result.json"  # in each variant's folder: its fingerprint and metrics
 SCORES = "ablation_scores.parquet"
@@ -68,11 +67,10 @@ def ablated_modalities(cfg: Config, champion_on: list[str], group: str) -> tuple
 
 def _fingerprint(cfg: Config, root: Path) -> str:
     """Everything a variant's training and scores depend on: all settings and the input files' digests."""
-    files = [root / paths.EXPLAIN_PROMPTS, root / paths.EXPLAIN_ADAPTER / adapters.WEIGHTS,
-             root / paths.RANKING_CANDIDATES, paths.resolve(paths.ITEM_FEATURES, cfg, root),
-             *(paths.resolve(paths.processed(name), cfg, root) for name in ("samples", "interactions", "items"))]
-    payload = json.dumps([dataclasses.asdict(cfg), [_sha256(f) for f in files]], sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return fingerprint(cfg, [root / paths.EXPLAIN_PROMPTS, root / paths.EXPLAIN_ADAPTER / adapters.WEIGHTS,
+                             root / paths.RANKING_CANDIDATES, paths.resolve(paths.ITEM_FEATURES, cfg, root),
+                             *(paths.resolve(paths.processed(name), cfg, root)
+                               for name in ("samples", "interactions", "items"))])
 
 
 def _run_variant(cfg: Config, root: Path, group: str, champion_on: list[str], test, builder) -> dict:

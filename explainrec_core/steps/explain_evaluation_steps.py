@@ -15,6 +15,11 @@ many ran out of tokens before their sentence ended (`unfinished`).
 The pipeline trains all three; a run may skip training one (`explainrec run all --skip ...`): a variant whose
 adapter is missing is not evaluated and is listed under `variants_not_trained` (the report then has no row for it).
 The attributed variant, which the others are compared with, is required.
+
+Resumable per variant (about 20 minutes each at paper size): each finished variant's scores, explanations and
+lists are kept under models/checkpoints/explain_evaluation/ with a fingerprint of its adapter, inputs and
+settings (steps/partial_results.py) until the step has written its outputs; a rerun after an interruption reuses
+the variants whose fingerprint still matches.
 """
 
 from __future__ import annotations
@@ -47,8 +52,10 @@ from explainrec_core.steps.explain_item_token_steps import shown_contexts, slott
 from explainrec_core.steps.explain_steps import VARIANTS, context_builder
 from explainrec_core.steps.item_token_steps import load_item_token_model
 from explainrec_core.steps.llm_steps import EVAL_SETS, load_base
+from explainrec_core.steps.partial_results import Parts, files_under, fingerprint
 
 ITEM_TOKEN_VARIANT = "attributed_item_tokens"
+RANKING_SCHEMA = {"variant": pl.String, "list": pl.Int64, "sample_id": pl.Int64, "scores": pl.List(pl.Float64)}
 
 
 @dataclass
@@ -145,10 +152,61 @@ def _variants(cfg: Config, root: Path, builder: ContextBuilder):
         yield item_token_variant(cfg, root, builder)
 
 
+def _adapters(name: str) -> tuple[str, ...]:
+    """The adapter folders a variant is loaded from (the champion: the attributed LoRA + its own fusion)."""
+    if name == ITEM_TOKEN_VARIANT:
+        return paths.EXPLAIN_ADAPTER, paths.EXPLAIN_ITEM_TOKEN_ADAPTER
+    return (VARIANTS[name][0],)
+
+
 def _missing(root: Path) -> list[str]:
-    folders = {**{name: adapter for name, (adapter, _) in VARIANTS.items()},
-               ITEM_TOKEN_VARIANT: paths.EXPLAIN_ITEM_TOKEN_ADAPTER}
-    return [name for name, folder in folders.items() if not (root / folder).is_dir()]
+    return [name for name in (*VARIANTS, ITEM_TOKEN_VARIANT) if not (root / _adapters(name)[-1]).is_dir()]
+
+
+def _variant_fingerprint(cfg: Config, root: Path, name: str) -> str:
+    """Everything one variant's results depend on: its adapters, the step's inputs and every setting."""
+    inputs = [root / paths.BASE_MODEL, root / paths.EXPLAIN_PROMPTS, root / paths.RANKING_CANDIDATES,
+              paths.resolve(paths.ITEM_FEATURES, cfg, root),
+              *(paths.resolve(paths.processed(table), cfg, root)
+                for table in ("samples", "interactions", "items", "item_attributes")),
+              *files_under(paths.resolve(paths.KNOWLEDGE_BASE, cfg, root))]
+    return fingerprint(cfg, [*inputs, *(f for folder in _adapters(name) for f in files_under(root / folder))])
+
+
+def _evaluate(variant: Variant, prompts: pl.DataFrame, explain_rows: pl.DataFrame, contexts, builder):
+    """One variant's metrics and its score, explanation and ranking tables."""
+    chosen = prompts.filter(pl.col("set").is_in(variant.sets))
+    unique = chosen.unique("sample_id").sort("sample_id")
+    start = time.perf_counter()
+    with progress_bar(unique.height, f"explain_evaluation: scoring {variant.name}") as advance:
+        p_yes = variant.score(unique, advance)
+    seconds = time.perf_counter() - start
+    scores = chosen.select("set", "sample_id", "label").join(
+        unique.select("sample_id").with_columns(pl.Series("p_yes", p_yes)), on="sample_id")
+    m = {name: {"auc": auc(part["label"].to_list(), part["p_yes"].to_list()), "n": part.height}
+         for name in variant.sets for part in [scores.filter(pl.col("set") == name)]}
+    m["scoring_samples_per_s"] = round(unique.height / seconds, 3)
+
+    predicted = dict(scores.unique("sample_id").select("sample_id", "p_yes").iter_rows())
+    with progress_bar(explain_rows.height, f"explain_evaluation: generating {variant.name}") as advance:
+        explained = variant.explain(explain_rows, [predicted[s] for s in explain_rows["sample_id"]], advance)
+    raw = [answer + text for answer, text in explained]
+    # What a person reads: the predicted answer + one explanation sentence (as `explain` prints it).
+    generated = [clean_response(text, answer=answer) for answer, text in explained]
+    m["explanations"] = {**explanation_scores(generated, explain_rows["response"].to_list()),
+                         **faithfulness(contexts, generated, builder.vocabulary),
+                         **stance_agreement(contexts, generated, builder.vocabulary),
+                         "unfinished": sum(complete_sentences(text) == 0 for text in raw)}
+    explanations = (explain_rows.select("sample_id", "user_id", "item_id", "label", "response")
+                    .with_columns(pl.lit(variant.name).alias("variant"), pl.Series("generated", generated),
+                                  pl.Series("generated_raw", raw)))
+    list_ids, grid = variant.rank()
+    m["ranking"] = {**ranking_metrics(grid), "lists": int(grid.shape[0])}
+    ranking = pl.DataFrame([{"variant": variant.name, "list": i, "sample_id": sample_id, "scores": row.tolist()}
+                            for i, (sample_id, row) in enumerate(zip(list_ids, grid, strict=True))],
+                           schema=RANKING_SCHEMA)
+    return m, {"scores": scores.with_columns(pl.lit(variant.name).alias("variant")),
+               "explanations": explanations, "ranking": ranking}
 
 
 def run_explain_evaluation(cfg: Config, root: Path) -> dict:
@@ -163,41 +221,20 @@ def run_explain_evaluation(cfg: Config, root: Path) -> dict:
     # can honestly draw on, so what its citations and stance are checked against.
     contexts = shown_contexts(cfg, root, explain_rows, builder)
     metrics: dict = {"variants_not_trained": _missing(root)}
-    score_frames, explanation_frames, ranking_rows = [], [], []
+    parts = Parts(root / paths.CHECKPOINTS / "explain_evaluation")
+    tables: dict[str, list[pl.DataFrame]] = {"scores": [], "explanations": [], "ranking": []}
     for variant in _variants(cfg, root, builder):
-        chosen = prompts.filter(pl.col("set").is_in(variant.sets))
-        unique = chosen.unique("sample_id").sort("sample_id")
-        start = time.perf_counter()
-        with progress_bar(unique.height, f"explain_evaluation: scoring {variant.name}") as advance:
-            p_yes = variant.score(unique, advance)
-        seconds = time.perf_counter() - start
-        scores = chosen.select("set", "sample_id", "label").join(
-            unique.select("sample_id").with_columns(pl.Series("p_yes", p_yes)), on="sample_id")
-        score_frames.append(scores.with_columns(pl.lit(variant.name).alias("variant")))
-        m = {name: {"auc": auc(part["label"].to_list(), part["p_yes"].to_list()), "n": part.height}
-             for name in variant.sets for part in [scores.filter(pl.col("set") == name)]}
-        m["scoring_samples_per_s"] = round(unique.height / seconds, 3)
-
-        predicted = dict(scores.unique("sample_id").select("sample_id", "p_yes").iter_rows())
-        with progress_bar(explain_rows.height, f"explain_evaluation: generating {variant.name}") as advance:
-            explained = variant.explain(explain_rows, [predicted[s] for s in explain_rows["sample_id"]], advance)
-        raw = [answer + text for answer, text in explained]
-        # What a person reads: the predicted answer + one explanation sentence (as `explain` prints it).
-        generated = [clean_response(text, answer=answer) for answer, text in explained]
-        m["explanations"] = {**explanation_scores(generated, explain_rows["response"].to_list()),
-                             **faithfulness(contexts, generated, builder.vocabulary),
-                             **stance_agreement(contexts, generated, builder.vocabulary),
-                             "unfinished": sum(complete_sentences(text) == 0 for text in raw)}
-        explanation_frames.append(explain_rows.select("sample_id", "user_id", "item_id", "label", "response")
-                                  .with_columns(pl.lit(variant.name).alias("variant"),
-                                                pl.Series("generated", generated), pl.Series("generated_raw", raw)))
-        list_ids, grid = variant.rank()
-        m["ranking"] = {**ranking_metrics(grid), "lists": int(grid.shape[0])}
-        ranking_rows += [{"variant": variant.name, "list": i, "sample_id": sample_id, "scores": row.tolist()}
-                         for i, (sample_id, row) in enumerate(zip(list_ids, grid, strict=True))]
-        metrics[variant.name] = m
-    write_parquet(pl.concat(score_frames).select("variant", "set", "sample_id", "label", "p_yes"),
+        key = _variant_fingerprint(cfg, root, variant.name)
+        done = parts.get(variant.name, key)
+        if done is None:
+            parts.put(variant.name, key, *_evaluate(variant, prompts, explain_rows, contexts, builder))
+            done = parts.get(variant.name, key)  # read back: a reused variant and a fresh one give the same types
+        metrics[variant.name], frames = done
+        for table, frame in frames.items():
+            tables[table].append(frame)
+    write_parquet(pl.concat(tables["scores"]).select("variant", "set", "sample_id", "label", "p_yes"),
                   root / paths.EXPLAIN_SCORES)
-    write_parquet(pl.concat(explanation_frames), root / paths.EXPLANATIONS)
-    write_parquet(pl.DataFrame(ranking_rows), root / paths.EXPLAIN_RANKING)
+    write_parquet(pl.concat(tables["explanations"]), root / paths.EXPLANATIONS)
+    write_parquet(pl.concat(tables["ranking"]), root / paths.EXPLAIN_RANKING)
+    parts.clear()
     return metrics

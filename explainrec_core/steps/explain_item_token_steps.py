@@ -24,11 +24,12 @@ from explainrec_core.features.feature_bank import SlotRequest
 from explainrec_core.features.fusion import save_fusion
 from explainrec_core.features.item_prompts import add_slot_token, slot_budget, slotted_explain_prompt
 from explainrec_core.features.item_token_model import SlotExample, item_token_joint_loss
+from explainrec_core.io import sha256_file
 from explainrec_core.models import adapters
 from explainrec_core.steps.data_steps import read_processed
 from explainrec_core.steps.explain_steps import context_builder
 from explainrec_core.steps.item_token_steps import new_item_token_model, score_slotted
-from explainrec_core.steps.llm_steps import _as_dict, _checkpoint_dir, _finish, _fit, _sha256, load_base
+from explainrec_core.steps.llm_steps import _as_dict, _checkpoint_dir, _finish, _fit, load_base
 from explainrec_core.training.joint_loss import encode_explained
 
 
@@ -101,13 +102,14 @@ def train_champion_fusion(cfg: Config, root: Path, name: str, target: str, descr
 
     weights = cfg.attribution.loss
     ckpt = _checkpoint_dir(root, name, info, train_cfg, cfg.multimodal, weights,
-                           _sha256(root / paths.EXPLAIN_PROMPTS),
-                           _sha256(root / paths.EXPLAIN_ADAPTER / adapters.WEIGHTS), model.fusion.spec.features_sha256)
+                           sha256_file(root / paths.EXPLAIN_PROMPTS),
+                           sha256_file(root / paths.EXPLAIN_ADAPTER / adapters.WEIGHTS),
+                           model.fusion.spec.features_sha256)
     result = _fit(name, model, tokenizer, examples, train_cfg, ckpt, evaluate=evaluate,
                   loss_fn=item_token_joint_loss(weights.classification, weights.explanation))
     card = {"name": name, "description": description,
             "base_model": info["source"], "base_model_source": info, "prompt_column": "prompt",
-            "data": {"file": paths.EXPLAIN_PROMPTS, "sha256": _sha256(root / paths.EXPLAIN_PROMPTS),
+            "data": {"file": paths.EXPLAIN_PROMPTS, "sha256": sha256_file(root / paths.EXPLAIN_PROMPTS),
                      "train_examples": len(examples), "valid_samples": valid_rows.height,
                      "skipped_longer_than_cutoff": skipped,
                      "item_features_sha256": model.fusion.spec.features_sha256,

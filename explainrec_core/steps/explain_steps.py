@@ -21,7 +21,7 @@ from explainrec_core.attribution.explanations import parse_citations, review_ref
 from explainrec_core.attribution.preferences import user_preference_table
 from explainrec_core.attribution.prompting import fit_explained_prompt, prompt_parts
 from explainrec_core.config import Config
-from explainrec_core.io import write_parquet
+from explainrec_core.io import sha256_file, write_parquet
 from explainrec_core.models import adapters
 from explainrec_core.models.base_model import cache_dir, load_tokenizer
 from explainrec_core.plots import plot_task_weights
@@ -32,7 +32,6 @@ from explainrec_core.steps.llm_steps import (
     _checkpoint_dir,
     _finish,
     _fit,
-    _sha256,
     load_base,
 )
 from explainrec_core.training.joint_loss import encode_explained, make_joint_loss
@@ -151,8 +150,8 @@ def _train_variant(cfg: Config, root: Path, variant: str) -> dict:
                                   valid_rows["label"].to_list(), cfg.evaluation.batch_size, weight)
     name = "explain_adapter" if variant == "attributed" else "explain_adapter_ablation"
     ckpt = _checkpoint_dir(root, name, info, cfg.llm_training, cfg.attribution.loss,
-                           _sha256(root / paths.EXPLAIN_PROMPTS), column,
-                           _sha256(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS), f"selection {weight}")
+                           sha256_file(root / paths.EXPLAIN_PROMPTS), column,
+                           sha256_file(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS), f"selection {weight}")
     loss_fn = make_joint_loss(cfg.attribution.loss, tokenizer, answer_ids)
     result = _fit(name, lora_model, tokenizer, examples, cfg.llm_training, ckpt, evaluate=evaluate,
                   loss_fn=loss_fn)
@@ -161,7 +160,7 @@ def _train_variant(cfg: Config, root: Path, variant: str) -> dict:
                             "joint loss (answer + explanation + consistency)" +
                             ("." if variant == "attributed" else "; ablation without reasons in the prompt.")),
             "base_model": info["source"], "base_model_source": info, "prompt_column": column,
-            "data": {"file": paths.EXPLAIN_PROMPTS, "sha256": _sha256(root / paths.EXPLAIN_PROMPTS),
+            "data": {"file": paths.EXPLAIN_PROMPTS, "sha256": sha256_file(root / paths.EXPLAIN_PROMPTS),
                      "train_examples": len(examples), "valid_samples": valid_rows.height,
                      "skipped_longer_than_cutoff": skipped},
             "lora": _as_dict(cfg.lora), "training": _as_dict(cfg.llm_training),

@@ -51,14 +51,14 @@ from explainrec_core.features.item_token_model import (
     token_embedding_norm,
 )
 from explainrec_core.features.knowledge_evidence import KnowledgeEvidence
-from explainrec_core.io import write_parquet
+from explainrec_core.io import sha256_file, write_parquet
 from explainrec_core.knowledge import store
 from explainrec_core.models import adapters
 from explainrec_core.plots import plot_modality_weights
 from explainrec_core.progress import progress_bar
 from explainrec_core.prompts import quote_item, rec_response
 from explainrec_core.steps.data_steps import read_processed
-from explainrec_core.steps.llm_steps import EVAL_SETS, _as_dict, _checkpoint_dir, _finish, _fit, _sha256, load_base
+from explainrec_core.steps.llm_steps import EVAL_SETS, _as_dict, _checkpoint_dir, _finish, _fit, load_base
 from explainrec_core.training.examples import encode
 
 
@@ -261,7 +261,7 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
         return 0.5 if value is None else value
 
     ckpt = _checkpoint_dir(root, "item_token_adapter", info, train_cfg, cfg.multimodal,
-                           _sha256(root / paths.REC_PROMPTS), _sha256(lora_source / adapters.WEIGHTS),
+                           sha256_file(root / paths.REC_PROMPTS), sha256_file(lora_source / adapters.WEIGHTS),
                            spec.features_sha256)
     answer = info["answer_token_ids"]
     result = _fit("item_token_adapter", model, tokenizer, examples, train_cfg, ckpt, evaluate=evaluate,
@@ -276,7 +276,7 @@ def run_item_token_adapter(cfg: Config, root: Path) -> dict:
             "schedule": cfg.multimodal.schedule, "training_protocol": cfg.multimodal.training_protocol,
             "lora_source": str(lora_source.relative_to(root)),
             "base_model": info["source"], "base_model_source": info,
-            "data": {"file": paths.REC_PROMPTS, "sha256": _sha256(root / paths.REC_PROMPTS),
+            "data": {"file": paths.REC_PROMPTS, "sha256": sha256_file(root / paths.REC_PROMPTS),
                      "train_examples": len(examples), "unseen_negatives": negatives,
                      "valid_samples": len(valid_labels),
                      "item_features_sha256": spec.features_sha256, "modalities": bank.modalities,

@@ -20,7 +20,7 @@ from explainrec_core import paths
 from explainrec_core.config import Config, TrainConfig
 from explainrec_core.data.alpaca import load_alpaca
 from explainrec_core.evaluation.scoring import auc, score_yes
-from explainrec_core.io import is_main_process, write_json, write_parquet
+from explainrec_core.io import is_main_process, sha256_file, write_json, write_parquet
 from explainrec_core.models import adapters
 from explainrec_core.models.base_model import (
     cache_dir,
@@ -61,9 +61,6 @@ def load_base(root: Path):
         model = model.to("cuda")
     return info, model, load_tokenizer(Path(info["path"]))
 
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _checkpoint_dir(root: Path, name: str, *parts: object) -> Path:
@@ -118,11 +115,11 @@ def run_alpaca_adapter(cfg: Config, root: Path) -> dict:
     examples, skipped = encode_all(tokenizer, pairs, cfg.alpaca_training.cutoff)
     lora_model = adapters.attach_lora(model, cfg.lora)
     ckpt = _checkpoint_dir(root, "alpaca_adapter", info, cfg.lora, cfg.alpaca_training,
-                           _sha256(root / paths.ALPACA_DATA))
+                           sha256_file(root / paths.ALPACA_DATA))
     result = _fit("alpaca_adapter", lora_model, tokenizer, examples, cfg.alpaca_training, ckpt)
     card = {"name": "alpaca_adapter", "description": "Stage 1 of the TALLRec recipe: LoRA instruction tuning.",
             "base_model": info["source"], "base_model_source": info,
-            "data": {"file": paths.ALPACA_DATA, "sha256": _sha256(root / paths.ALPACA_DATA),
+            "data": {"file": paths.ALPACA_DATA, "sha256": sha256_file(root / paths.ALPACA_DATA),
                      "examples": len(examples), "skipped_longer_than_cutoff": skipped},
             "lora": _as_dict(cfg.lora), "training": _as_dict(cfg.alpaca_training),
             "metrics": {"final_loss": result.losses[-1][1] if result.losses else None}}
@@ -245,12 +242,12 @@ def train_rec_adapter(cfg: Config, root: Path, name: str, prompts_file: str, tar
     lora_model = adapters.load_adapter(model, root / paths.ALPACA_ADAPTER, trainable=True)
     evaluate = _scorer(tokenizer, info["answer_token_ids"], valid_rows["prompt"].to_list(),
                        valid_rows["label"].to_list(), cfg.evaluation.batch_size)
-    ckpt = _checkpoint_dir(root, name, info, cfg.llm_training, _sha256(root / prompts_file),
-                           _sha256(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
+    ckpt = _checkpoint_dir(root, name, info, cfg.llm_training, sha256_file(root / prompts_file),
+                           sha256_file(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
     result = _fit(name, lora_model, tokenizer, examples, cfg.llm_training, ckpt, evaluate=evaluate)
     card = {"name": name, "description": description,
             "base_model": info["source"], "base_model_source": info,
-            "data": {"file": prompts_file, "sha256": _sha256(root / prompts_file), "sets": list(sets),
+            "data": {"file": prompts_file, "sha256": sha256_file(root / prompts_file), "sets": list(sets),
                      "train_examples": len(examples), "valid_samples": valid_rows.height,
                      "skipped_longer_than_cutoff": skipped},
             "lora": _as_dict(cfg.lora), "training": _as_dict(cfg.llm_training),

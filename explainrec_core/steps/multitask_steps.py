@@ -26,7 +26,7 @@ import polars as pl
 from explainrec_core import paths
 from explainrec_core.config import Config
 from explainrec_core.evaluation.scoring import auc
-from explainrec_core.io import write_parquet
+from explainrec_core.io import sha256_file, write_parquet
 from explainrec_core.models import adapters
 from explainrec_core.plots import plot_task_weights
 from explainrec_core.progress import progress_bar
@@ -40,7 +40,6 @@ from explainrec_core.steps.llm_steps import (
     _finish,
     _fit,
     _scorer,
-    _sha256,
     load_base,
     score_prompts,
 )
@@ -98,8 +97,8 @@ def run_multitask_adapter(cfg: Config, root: Path) -> dict:
         return (auc_value - 0.5) + (1.0 - rmse / mean_rmse)
     samples_file = paths.resolve(paths.processed("samples"), cfg, root)
     ckpt = _checkpoint_dir(root, "multitask_adapter", info, cfg.llm_training, cfg.multitask,
-                           _sha256(root / paths.REC_PROMPTS), _sha256(samples_file),
-                           _sha256(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
+                           sha256_file(root / paths.REC_PROMPTS), sha256_file(samples_file),
+                           sha256_file(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
     loss_fn = MultitaskLoss(cfg.multitask)
     result = _fit("multitask_adapter", lora_model, tokenizer, examples, cfg.llm_training, ckpt, evaluate=evaluate,
                   loss_fn=loss_fn)
@@ -107,7 +106,7 @@ def run_multitask_adapter(cfg: Config, root: Path) -> dict:
             "description": "The TALLRec recipe trained on two tasks at once: Yes/No preference prediction and a "
                            "verbalised 1-5 star rating of the same training samples (paper eq. 10).",
             "base_model": info["source"], "base_model_source": info,
-            "data": {"file": paths.REC_PROMPTS, "sha256": _sha256(root / paths.REC_PROMPTS),
+            "data": {"file": paths.REC_PROMPTS, "sha256": sha256_file(root / paths.REC_PROMPTS),
                      "tasks": {"preference": len(examples), "rating": len(examples)},
                      "skipped_longer_than_cutoff": skipped, "valid_samples": valid_rows.height},
             "lora": _as_dict(cfg.lora), "training": _as_dict(cfg.llm_training),

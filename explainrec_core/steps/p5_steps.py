@@ -21,7 +21,7 @@ from explainrec_core.config import Config
 from explainrec_core.evaluation.prefix_scoring import score_shared_prefix
 from explainrec_core.evaluation.ranking import llm_lists, write_list_scores
 from explainrec_core.evaluation.scoring import auc
-from explainrec_core.io import write_parquet
+from explainrec_core.io import sha256_file, write_parquet
 from explainrec_core.models import adapters
 from explainrec_core.progress import progress_bar
 from explainrec_core.steps.data_steps import read_processed
@@ -32,7 +32,6 @@ from explainrec_core.steps.llm_steps import (
     _finish,
     _fit,
     _scorer,
-    _sha256,
     load_base,
     score_prompts,
 )
@@ -81,14 +80,14 @@ def run_p5_adapter(cfg: Config, root: Path) -> dict:
     lora_model = adapters.load_adapter(model, root / paths.ALPACA_ADAPTER, trainable=True)
     evaluate = _scorer(tokenizer, info["answer_token_ids"], scored_prompts(cfg, root, valid_rows, tokenizer),
                        valid_rows["label"].to_list(), cfg.evaluation.batch_size)
-    ckpt = _checkpoint_dir(root, "p5_adapter", info, cfg.llm_training, cfg.p5, _sha256(root / paths.REC_PROMPTS),
-                           _sha256(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
+    ckpt = _checkpoint_dir(root, "p5_adapter", info, cfg.llm_training, cfg.p5, sha256_file(root / paths.REC_PROMPTS),
+                           sha256_file(root / paths.ALPACA_ADAPTER / adapters.WEIGHTS))
     result = _fit("p5_adapter", lora_model, tokenizer, examples, cfg.llm_training, ckpt, evaluate=evaluate)
     card = {"name": "p5_adapter",
             "description": "The P5 baseline: P5's prompt families (ID words for users and items) on the base LLM, "
                            "LoRA continued from the stage-1 adapter; scored through the sequential yes/no family.",
             "base_model": info["source"], "base_model_source": info,
-            "data": {"file": paths.REC_PROMPTS, "sha256": _sha256(root / paths.REC_PROMPTS),
+            "data": {"file": paths.REC_PROMPTS, "sha256": sha256_file(root / paths.REC_PROMPTS),
                      "train_samples": train_rows.height, "train_examples": len(examples),
                      "examples_per_family": per_family, "skipped_longer_than_cutoff": skipped,
                      "valid_samples": valid_rows.height},

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explainrec_core.errors import StorageError
-from explainrec_core.io import atomic_path
+from explainrec_core.io import atomic_path, sha256_file
 
 MANIFEST = ".manifest.json"
 VERSIONS = ".v"
@@ -47,14 +46,6 @@ class ObjectInfo:
     size: int
     sha256: str = ""  # recorded at upload (S3 user metadata); "" otherwise
     etag: str = ""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_name(name: str) -> str:
