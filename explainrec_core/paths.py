@@ -67,6 +67,8 @@ P5_SCORES = "data/scores/p5_scores.parquet"  # its P(Yes) on the LLM's test and 
 P5_RANKING = "data/scores/p5_ranking.parquet"  # its scores of the LLM's candidate lists
 INCOMING_ACCEPTED = "${incoming.uri}/accepted"  # accepted new interactions (data/incoming.py), read by ingest
 CHECKPOINTS = "models/checkpoints"
+# Finished parts of long evaluation steps (steps/partial_results.py), kept so a rerun redoes only what changed
+EVALUATION_PARTS = "data/scores/parts"
 FIGURES = "reports/figures"
 # The statistics files of the steps whose numbers the report reads. pipeline.py declares each as that step's metrics
 # file (tests/test_report.py checks that they agree); listed here so the report step need not import the pipeline.

@@ -602,8 +602,8 @@ def test_ablation_runner_retrains_the_champion_without_one_group_of_vectors_at_a
 
 def test_explain_evaluation_resumes_after_the_variants_it_finished(trained, tmp_path, monkeypatch):
     """explain_evaluation (~1 hour at paper size) keeps each finished variant: after an interruption a rerun
-    evaluates only the rest and writes the same outputs as an uninterrupted run; a changed setting redoes them all,
-    and a finished step leaves no parts behind."""
+    evaluates only the rest and writes the same outputs as an uninterrupted run; a rerun with nothing changed
+    redoes nothing, one with a changed setting redoes them all."""
     import dataclasses
 
     from explainrec_core.steps import explain_evaluation_steps as step
@@ -618,6 +618,9 @@ def test_explain_evaluation_resumes_after_the_variants_it_finished(trained, tmp_
     root, stats = trained
     copy = tmp_path / "project"
     shutil.copytree(root, copy)
+    parts = copy / paths.EVALUATION_PARTS / "explain_evaluation"
+    assert sorted(p.name for p in parts.iterdir()) == ["attributed", "attributed_item_tokens", "no_attribution"]
+    shutil.rmtree(parts)  # as if the step had never run
     cfg = load_config(copy / "params.yaml")
     evaluated, real = [], step._evaluate
 
@@ -630,7 +633,6 @@ def test_explain_evaluation_resumes_after_the_variants_it_finished(trained, tmp_
     monkeypatch.setattr(step, "_evaluate", interrupted)
     with pytest.raises(Interrupted):
         run_step("explain_evaluation", cfg, copy)
-    parts = copy / paths.CHECKPOINTS / "explain_evaluation"
     assert [p.name for p in parts.iterdir()] == ["attributed"]
 
     def counting(variant, *args):
@@ -643,15 +645,10 @@ def test_explain_evaluation_resumes_after_the_variants_it_finished(trained, tmp_
     assert untimed(again) == untimed(stats["explain_evaluation"])
     for table in (paths.EXPLAIN_SCORES, paths.EXPLANATIONS, paths.EXPLAIN_RANKING):
         assert pl.read_parquet(copy / table).equals(pl.read_parquet(root / table)), table
-    assert not parts.exists()
 
     # a finished part is reused only under the same settings and inputs
-    monkeypatch.setattr(step, "_evaluate", interrupted)
     evaluated.clear()
-    with pytest.raises(Interrupted):
-        run_step("explain_evaluation", cfg, copy)
-    evaluated.clear()
-    monkeypatch.setattr(step, "_evaluate", counting)
+    assert untimed(run_step("explain_evaluation", cfg, copy)) == untimed(again) and evaluated == []
     changed = dataclasses.replace(cfg, attribution=dataclasses.replace(cfg.attribution, max_new_tokens=4))
     run_step("explain_evaluation", changed, copy)
     assert evaluated == ["attributed", "no_attribution", "attributed_item_tokens"]

@@ -16,10 +16,10 @@ The pipeline trains all three; a run may skip training one (`explainrec run all 
 adapter is missing is not evaluated and is listed under `variants_not_trained` (the report then has no row for it).
 The attributed variant, which the others are compared with, is required.
 
-Resumable per variant (about 20 minutes each at paper size): each finished variant's scores, explanations and
-lists are kept under models/checkpoints/explain_evaluation/ with a fingerprint of its adapter, inputs and
-settings (steps/partial_results.py) until the step has written its outputs; a rerun after an interruption reuses
-the variants whose fingerprint still matches.
+Per variant (about 20 minutes each at paper size): each finished variant's scores, explanations and lists are
+kept under data/scores/parts/explain_evaluation/ with a fingerprint of its adapters, inputs and settings
+(steps/partial_results.py); a rerun reuses the variants whose fingerprint still matches, so an interrupted run
+resumes, and a variant trained later is evaluated without redoing the others.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def run_explain_evaluation(cfg: Config, root: Path) -> dict:
     # can honestly draw on, so what its citations and stance are checked against.
     contexts = shown_contexts(cfg, root, explain_rows, builder)
     metrics: dict = {"variants_not_trained": _missing(root)}
-    parts = Parts(root / paths.CHECKPOINTS / "explain_evaluation")
+    parts = Parts(root / paths.EVALUATION_PARTS / "explain_evaluation")
     tables: dict[str, list[pl.DataFrame]] = {"scores": [], "explanations": [], "ranking": []}
     for variant in _variants(cfg, root, builder):
         key = _variant_fingerprint(cfg, root, variant.name)
@@ -236,5 +236,4 @@ def run_explain_evaluation(cfg: Config, root: Path) -> dict:
                   root / paths.EXPLAIN_SCORES)
     write_parquet(pl.concat(tables["explanations"]), root / paths.EXPLANATIONS)
     write_parquet(pl.concat(tables["ranking"]), root / paths.EXPLAIN_RANKING)
-    parts.clear()
     return metrics

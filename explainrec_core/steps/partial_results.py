@@ -1,9 +1,11 @@
-"""The finished parts of a long step, so that an interrupted run resumes after them instead of from scratch.
+"""The finished parts of a long step, so that a rerun redoes only the parts whose inputs changed.
 
 explain_evaluation scores, explains and ranks with three models (about 20 minutes each at paper size on 2 CPU
 cores); champion_ablations trains and scores one model per modality group. Each part is saved when it finishes,
 with a fingerprint of everything it depends on (every setting and the SHA-256 of each input file), and a rerun
-reuses a part only when the fingerprint still matches: a changed setting, adapter or input file redoes it.
+reuses a part only when the fingerprint still matches: a changed setting, adapter or input file redoes it. So an
+interrupted run resumes after the parts it finished, and a variant trained later (a run that skipped one) is
+evaluated without redoing the others.
 
 A part is a metrics dict plus named tables. Its tables are written first and its metrics file last (each write is
 atomic), so a part interrupted while being saved counts as not finished.
@@ -14,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -62,7 +63,3 @@ class Parts:
             write_parquet(frame, self.folder / name / f"{table}.parquet")
         record = {"fingerprint": fingerprint, "metrics": metrics, "tables": sorted(tables)}
         write_json(record, self.folder / name / DONE)
-
-    def clear(self) -> None:
-        """Called when the whole step has written its outputs: the parts are not needed any more."""
-        shutil.rmtree(self.folder, ignore_errors=True)
