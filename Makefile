@@ -59,7 +59,7 @@ TEST_WORKERS ?= 2
 test: data
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-# The paper-scale profile (about 2 hours on 2 CPU cores): resumable, outputs under runs/paper/.
+# The paper-scale profile (about 6-7 hours on 2 CPU cores; see the README): resumable, outputs under runs/paper/.
 paper: data
 	$(BIN)/explainrec run all --params params/paper.yaml --root runs/paper
 
